@@ -1,0 +1,23 @@
+from django.urls import re_path
+
+from runs.api import views
+
+RUN = r"runs/(?P<run_id>run_[0-9A-Za-z]{1,36})"
+STEP = r"steps/(?P<step_id>step_[0-9A-Za-z]{1,36})"
+
+urlpatterns = [
+    re_path(r"^runs/?$", views.RunListCreateView.as_view(), name="run-list"),
+    re_path(rf"^{RUN}/?$", views.RunDetailView.as_view(), name="run-detail"),
+    re_path(rf"^{RUN}/start/?$", views.RunStartView.as_view(), name="run-start"),
+    re_path(rf"^{RUN}/succeed/?$", views.RunSucceedView.as_view(), name="run-succeed"),
+    re_path(rf"^{RUN}/complete/?$", views.RunSucceedView.as_view(), name="run-complete"),
+    re_path(rf"^{RUN}/fail/?$", views.RunFailView.as_view(), name="run-fail"),
+    re_path(rf"^{RUN}/cancel/?$", views.RunCancelView.as_view(), name="run-cancel"),
+    re_path(rf"^{RUN}/steps/?$", views.StepListCreateView.as_view(), name="run-steps"),
+    *[
+        re_path(rf"^{RUN}/{STEP}/{action}/?$", views.StepActionView.as_view(action=action),
+                name=f"step-{action}")
+        for action in ("start", "succeed", "fail", "skip")
+    ],
+    re_path(rf"^{RUN}/events/?$", views.EventListCreateView.as_view(), name="run-events"),
+]

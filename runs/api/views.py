@@ -1,0 +1,306 @@
+"""HTTP views of the runs API: translate requests into service and selector calls, nothing more."""
+
+from __future__ import annotations
+
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.filters import OrderingFilter
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from runs import selectors, services, wire
+from runs.api import serializers as s
+from runs.api.filters import RunFilter
+from runs.models import Run
+from tracefoundry.pagination import ListCursorPagination
+from tracefoundry.permissions import access_for, allows
+from tracefoundry.roles import Cap
+from tracefoundry.throttling import CancelThrottle, EnqueueThrottle
+
+ERRORS = {
+    400: OpenApiResponse(description="Invalid input"),
+    401: OpenApiResponse(description="Not authenticated"),
+    403: OpenApiResponse(description="Role or key scope does not allow this"),
+    404: OpenApiResponse(description="No such run (or not visible to this key)"),
+}
+CONFLICT = {409: OpenApiResponse(description="Illegal transition; `details.state` is current")}
+DEFAULT_PROJECT = "default"
+
+
+def _validated(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class RunScopedView(APIView):
+    """Base of the views under /runs/{run_id}/: finds the run the caller may see (or 404)."""
+
+    def get_run(self, run_id: str) -> Run:
+        return selectors.run_get(run_id=run_id, access=access_for(self.request))
+
+
+class RunOrdering(OrderingFilter):
+    ordering_fields = ["created_at", "updated_at", "event_count", "error_count"]
+    ordering_description = (
+        "Sort by created_at (default, newest first), updated_at, event_count or error_count; "
+        "prefix with - for descending."
+    )
+
+
+class RunListCreateView(generics.GenericAPIView):
+    """`GET` lists runs (filters, sorting, cursor pagination); `POST` enqueues a run."""
+
+    serializer_class = s.RunListSerializer
+    pagination_class = ListCursorPagination
+    filterset_class = RunFilter
+    ordering = "-created_at"
+
+    filter_backends = [DjangoFilterBackend, RunOrdering]
+
+    def get_permissions(self):
+        return [allows(Cap.WRITE if self.request.method == "POST" else Cap.READ)()]
+
+    def get_throttles(self):
+        return [EnqueueThrottle()] if self.request.method == "POST" else []
+
+    def get_queryset(self):
+        return selectors.run_list(access=access_for(self.request))
+
+    @extend_schema(responses={200: s.RunListSerializer(many=True), **ERRORS},
+                   operation_id="runs_list")
+    def get(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(s.RunListSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=s.RunEnqueueSerializer,
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        responses={201: s.RunSerializer, 200: s.RunSerializer, **ERRORS,
+                   409: OpenApiResponse(description="Idempotency-Key reused with another body"),
+                   429: OpenApiResponse(description="Throttled; see Retry-After")},
+        operation_id="runs_enqueue",
+    )
+    def post(self, request):
+        data = _validated(s.RunEnqueueSerializer, request.data)
+        access = access_for(request)
+        slug = data.get("project")
+        if access.api_key is not None:
+            if slug and slug != access.api_key.project.slug:
+                raise PermissionDenied("this API key belongs to another project")
+            project = access.api_key.project
+        else:
+            project = selectors.project_get(slug=slug or DEFAULT_PROJECT)
+        run, created = services.run_enqueue(
+            project=project,
+            kind=data["kind"],
+            input=data.get("input"),
+            name=data.get("name", ""),
+            idempotency_key=request.headers.get("Idempotency-Key") or data.get("idempotency_key"),
+            max_attempts=data.get("max_attempts"),
+            run_after=data.get("run_after"),
+            correlation_id=data.get("correlation_id", ""),
+            trace_id=data.get("trace_id", ""),
+            source="api",
+        )
+        return Response(
+            s.RunSerializer(run).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+            headers={"Location": f"/api/v1/runs/{run.id}"},
+        )
+
+
+class RunDetailView(RunScopedView):
+    permission_classes = [allows(Cap.READ)]
+
+    @extend_schema(responses={200: s.RunSerializer, **ERRORS}, operation_id="runs_retrieve")
+    def get(self, request, run_id: str):
+        return Response(s.RunSerializer(self.get_run(run_id)).data)
+
+
+class RunStartView(RunScopedView):
+    permission_classes = [allows(Cap.WRITE, lifecycle=True)]
+
+    @extend_schema(request=s.RunStartSerializer, responses={200: s.RunSerializer, **ERRORS,
+                                                            **CONFLICT})
+    def post(self, request, run_id: str):
+        data = _validated(s.RunStartSerializer, request.data)
+        run = services.run_start(run_id=self.get_run(run_id).id, worker_id=data["worker_id"])
+        return Response(s.RunSerializer(run).data)
+
+
+class RunSucceedView(RunScopedView):
+    permission_classes = [allows(Cap.WRITE, lifecycle=True)]
+
+    @extend_schema(request=s.RunSucceedSerializer, responses={200: s.RunSerializer, **ERRORS,
+                                                              **CONFLICT})
+    def post(self, request, run_id: str):
+        data = _validated(s.RunSucceedSerializer, request.data)
+        run = services.run_succeed(
+            run_id=self.get_run(run_id).id, output=data.get("output"),
+            output_ref=data.get("output_ref", ""), worker_id=data.get("worker_id"),
+        )
+        return Response(s.RunSerializer(run).data)
+
+
+class RunFailView(RunScopedView):
+    permission_classes = [allows(Cap.WRITE, lifecycle=True)]
+
+    @extend_schema(request=s.RunFailSerializer, responses={200: s.RunSerializer, **ERRORS,
+                                                           **CONFLICT})
+    def post(self, request, run_id: str):
+        data = _validated(s.RunFailSerializer, request.data)
+        run = services.run_fail(
+            run_id=self.get_run(run_id).id, error=data["error"], retryable=data["retryable"],
+            worker_id=data.get("worker_id"),
+        )
+        return Response(s.RunSerializer(run).data)
+
+
+class RunCancelView(RunScopedView):
+    permission_classes = [allows(Cap.WRITE)]
+    throttle_classes = [CancelThrottle]
+
+    @extend_schema(
+        request=s.RunCancelSerializer,
+        responses={200: s.RunSerializer, 202: s.RunSerializer, **ERRORS, **CONFLICT},
+        description=(
+            "Queued runs are canceled at once (200). A running run is asked to stop (202, "
+            "`cancel_requested_at` set); it is canceled when its worker cancels it again with "
+            "its `worker_id`, or at once with `force`."
+        ),
+    )
+    def post(self, request, run_id: str):
+        data = _validated(s.RunCancelSerializer, request.data)
+        run = services.run_cancel(
+            run_id=self.get_run(run_id).id, reason=data["reason"],
+            worker_id=data.get("worker_id"), force=data["force"],
+        )
+        code = status.HTTP_200_OK if run.is_finished else status.HTTP_202_ACCEPTED
+        return Response(s.RunSerializer(run).data, status=code)
+
+
+class StepListCreateView(RunScopedView):
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [allows(Cap.WRITE, lifecycle=True)()]
+        return [allows(Cap.READ)()]
+
+    @extend_schema(responses={200: s.StepSerializer(many=True), **ERRORS},
+                   operation_id="runs_steps_list")
+    def get(self, request, run_id: str):
+        run = self.get_run(run_id)
+        return Response(s.StepSerializer(selectors.step_list(run=run), many=True).data)
+
+    @extend_schema(request=s.StepCreateSerializer,
+                   responses={201: s.StepSerializer, **ERRORS, **CONFLICT},
+                   operation_id="runs_steps_create")
+    def post(self, request, run_id: str):
+        data = _validated(s.StepCreateSerializer, request.data)
+        step = services.step_create(
+            run_id=self.get_run(run_id).id, name=data["name"], node_ref=data["node_ref"],
+            position=data.get("position"),
+        )
+        return Response(s.StepSerializer(step).data, status=status.HTTP_201_CREATED)
+
+
+class StepActionView(RunScopedView):
+    permission_classes = [allows(Cap.WRITE, lifecycle=True)]
+    action = ""
+
+    @extend_schema(request=s.StepFailSerializer, responses={200: s.StepSerializer, **ERRORS,
+                                                            **CONFLICT})
+    def post(self, request, run_id: str, step_id: str):
+        error = _validated(s.StepFailSerializer, request.data)["error"] if request.data else ""
+        step = services.step_transition(
+            run_id=self.get_run(run_id).id, step_id=step_id, action=self.action, error=error
+        )
+        return Response(s.StepSerializer(step).data)
+
+
+class EventQuerySerializer(serializers.Serializer):
+    after_id = serializers.IntegerField(min_value=0, required=False, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=selectors.EVENT_PAGE_MAX,
+                                     required=False, default=selectors.EVENT_PAGE_DEFAULT)
+    types = serializers.CharField(required=False, default="", allow_blank=True)
+    level = serializers.CharField(required=False, default="", allow_blank=True)
+    step_id = serializers.CharField(required=False, default="", allow_blank=True)
+
+    def validate_level(self, value: str) -> str:
+        bad = [v for v in value.split(",") if v and v not in ("debug", "info", "warn", "error")]
+        if bad:
+            raise serializers.ValidationError(f"unknown level(s): {', '.join(bad)}")
+        return value
+
+
+def _csv(request, name: str) -> list[str]:
+    return [v.strip() for raw in request.query_params.getlist(name) for v in raw.split(",")
+            if v.strip()]
+
+
+class EventListCreateView(RunScopedView):
+    """`GET` pages through a run's events in id order; `POST` appends one event or a batch."""
+
+    def get_permissions(self):
+        return [allows(Cap.APPEND if self.request.method == "POST" else Cap.READ)()]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after_id", int, description="Return events with id > after_id."),
+            OpenApiParameter("limit", int, description="Default 100, max 1000."),
+            OpenApiParameter("types", str, description="Comma-separated event types."),
+            OpenApiParameter("level", str, description="Comma-separated levels."),
+            OpenApiParameter("step_id", str),
+        ],
+        responses={200: s.EventPageSerializer, **ERRORS},
+        operation_id="runs_events_list",
+    )
+    def get(self, request, run_id: str):
+        query = _validated(EventQuerySerializer, request.query_params)
+        run = self.get_run(run_id)
+        events, next_after_id = selectors.event_page(
+            run=run, after_id=query["after_id"], limit=query["limit"],
+            types=_csv(request, "types"), levels=_csv(request, "level"),
+            step_id=query["step_id"] or None,
+        )
+        return Response({"events": [wire.event_dict(e) for e in events],
+                         "next_after_id": next_after_id})
+
+    @extend_schema(
+        request={"application/json": OpenApiTypes.OBJECT},
+        description=(
+            "Body: one event object (see EventIn) or a list of up to 1,000. A batch is "
+            "validated as a whole: one bad event rejects it with 400 and nothing is stored. "
+            "Strings over 8 KB are replaced by a preview and a payload reference; secrets are "
+            "redacted before storage."
+        ),
+        responses={201: s.EventBatchResultSerializer, **ERRORS,
+                   409: OpenApiResponse(description="The run has finished"),
+                   413: OpenApiResponse(description="Body too large")},
+        operation_id="runs_events_append",
+    )
+    def post(self, request, run_id: str):
+        body = request.data
+        single = isinstance(body, dict)
+        raw_events = [body] if single else body
+        worker_id = next((e.get("worker_id") for e in raw_events if isinstance(e, dict)
+                          and e.get("worker_id")), None) if isinstance(raw_events, list) else None
+        source = "agent" if access_for(request).api_key is not None else "api"
+        result = services.events_append(
+            run_id=self.get_run(run_id).id, events=raw_events, source=source,
+            worker_id=worker_id,
+        )
+        if single and result.accepted:
+            return Response(wire.event_dict(result.events[0]), status=status.HTTP_201_CREATED)
+        return Response(
+            {
+                "accepted": result.accepted,
+                "dropped": result.dropped,
+                "events": [{"id": e.id, "event_id": str(e.event_id), "seq": e.seq,
+                            "truncated": e.truncated} for e in result.events],
+            },
+            status=status.HTTP_202_ACCEPTED if result.dropped else status.HTTP_201_CREATED,
+        )

@@ -1,0 +1,263 @@
+"""Turning untrusted event input into rows that are safe to store.
+
+In order: validate the envelope, make the payload valid JSON, redact secrets, move strings over
+the inline limit into the payload store, and cap the whole payload. Everything here runs before
+the append transaction opens, so blob writes and regex work never hold the run's row lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from payloads.redaction import get_redactor
+from payloads.store import payload_store
+from runs import lifecycle as lc
+from runs.errors import InvalidInput
+
+ENVELOPE_KEYS = frozenset(
+    {"type", "level", "source", "payload", "step_id", "correlation_id", "causation_id", "worker_id"}
+)
+PREVIEW_CHARS = 512
+MAX_DEPTH = 32
+LOG_STREAMS = frozenset({"stdout", "stderr"})
+
+_ROLE_BY_TYPE = {
+    "llm_request": "prompt",
+    "llm_response": "completion",
+    "tool_call": "tool_args",
+    "tool_result": "tool_result",
+    "patch_proposed": "diff",
+    "patch_applied": "diff",
+    "log": "log",
+}
+
+
+@dataclass
+class BlobRef:
+    sha256: str
+    role: str
+    json_path: str
+
+
+@dataclass
+class PreparedEvent:
+    type: str
+    level: str
+    source: str
+    payload: dict
+    payload_bytes: int
+    truncated: bool
+    step_id: str | None = None
+    correlation_id: str = ""
+    causation_id: str = ""
+    blobs: list[BlobRef] = field(default_factory=list)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """Return a JSON-serialisable copy of ``value``; never raises.
+
+    PostgreSQL's JSONB rejects NUL characters and NaN/Infinity, so those are replaced too.
+    """
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth >= MAX_DEPTH:
+        return "[truncated: nested too deeply]"
+    if isinstance(value, Mapping):
+        return {
+            (k if isinstance(k, str) else str(k)).replace("\x00", "\ufffd"): json_safe(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v, depth + 1) for v in value]
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        try:
+            return json_safe(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(raw).decode("ascii")}
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return json_safe(float(value))
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    try:
+        return json_safe(repr(value)[:PREVIEW_CHARS])
+    except Exception:
+        return f"[unrepresentable {type(value).__name__}]"
+
+
+def _externalize(value: Any, *, limit: int, role: str, path: str, blobs: list[BlobRef], mode: str):
+    """Replace every string longer than ``limit`` bytes with a preview and a blob reference."""
+    if isinstance(value, str):
+        # len() bounds the UTF-8 size from below (and 4x from above), so most strings skip encode.
+        if len(value) * 4 <= limit:
+            return value, False
+        data = value.encode("utf-8")
+        if len(data) <= limit:
+            return value, False
+        stored = payload_store(data=data, content_type="text/plain; charset=utf-8",
+                               redaction_mode=mode)
+        blobs.append(BlobRef(sha256=stored.sha256, role=role, json_path=path))
+        return {
+            "truncated": True,
+            "preview": value[:PREVIEW_CHARS],
+            "payload_ref": stored.ref,
+            "size_bytes": len(data),
+        }, True
+    if isinstance(value, dict):
+        out, any_cut = {}, False
+        for k, v in value.items():
+            out[k], cut = _externalize(v, limit=limit, role=role, path=f"{path}/{k}", blobs=blobs,
+                                       mode=mode)
+            any_cut = any_cut or cut
+        return out, any_cut
+    if isinstance(value, list):
+        out_list, any_cut = [], False
+        for i, v in enumerate(value):
+            item, cut = _externalize(v, limit=limit, role=role, path=f"{path}/{i}", blobs=blobs,
+                                     mode=mode)
+            out_list.append(item)
+            any_cut = any_cut or cut
+        return out_list, any_cut
+    return value, False
+
+
+def _error(index: int, field_name: str, message: str) -> dict:
+    return {"index": index, "field": field_name, "message": message}
+
+
+def _check_str(raw: Mapping, key: str, index: int, errors: list, *, max_len: int = 64) -> str:
+    value = raw.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > max_len:
+        errors.append(_error(index, key, f"must be a string of at most {max_len} characters"))
+        return ""
+    return value
+
+
+def _validate_type_payload(etype: str, payload: dict, index: int, errors: list) -> None:
+    if etype == "log":
+        if not isinstance(payload.get("text"), str):
+            errors.append(_error(index, "payload.text", "a log event needs a string `text`"))
+        if payload.get("stream", "stdout") not in LOG_STREAMS:
+            errors.append(_error(index, "payload.stream", "must be `stdout` or `stderr`"))
+    elif etype == "progress":
+        for key in ("completed", "total"):
+            value = payload.get(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
+                errors.append(_error(index, f"payload.{key}", "must be a number >= 0"))
+
+
+def validate_envelope(raw: Any, index: int, errors: list, *, default_source: str) -> dict | None:
+    """Check one event envelope; append problems to ``errors``; return the cleaned fields."""
+    if not isinstance(raw, Mapping):
+        errors.append(_error(index, "", "an event must be a JSON object"))
+        return None
+    unknown = sorted(str(k) for k in raw.keys() - ENVELOPE_KEYS)
+    if unknown:
+        errors.append(_error(index, ",".join(unknown), "unknown field(s); put data in `payload`"))
+    n_errors = len(errors)
+    etype = raw.get("type")
+    if not isinstance(etype, str) or not lc.CUSTOM_TYPE_RE.match(etype):
+        errors.append(_error(index, "type", "must match ^[a-z][a-z0-9_.]{0,63}$"))
+    elif etype.startswith(lc.RESERVED_PREFIXES):
+        errors.append(_error(index, "type", "run.* and step.* events are written by the server"))
+    level = raw.get("level", "error" if etype == "error" else "info")
+    if level not in lc.LEVELS:
+        errors.append(_error(index, "level", "must be one of debug, info, warn, error"))
+    source = raw.get("source", default_source)
+    if not isinstance(source, str) or not lc.SOURCE_RE.match(source):
+        errors.append(_error(index, "source", "must match ^[a-z][a-z0-9_.-]{0,31}$"))
+    step_id = _check_str(raw, "step_id", index, errors, max_len=40) or None
+    correlation_id = _check_str(raw, "correlation_id", index, errors)
+    causation_id = _check_str(raw, "causation_id", index, errors)
+    _check_str(raw, "worker_id", index, errors, max_len=200)
+    payload = raw.get("payload", {})
+    payload = payload if isinstance(payload, dict) else {"value": payload}
+    if isinstance(etype, str):
+        _validate_type_payload(etype, payload, index, errors)
+    if len(errors) > n_errors:
+        return None
+    return {
+        "type": etype, "level": level, "source": source, "step_id": step_id,
+        "correlation_id": correlation_id, "causation_id": causation_id, "payload": payload,
+    }
+
+
+def prepare_event(fields: dict, *, policy: str | None = None) -> PreparedEvent:
+    """Make a validated envelope storable: JSON-safe, redacted, truncated, capped."""
+    redactor = get_redactor(policy)
+    limit = settings.TRACEFOUNDRY_INLINE_STRING_LIMIT
+    cap = settings.TRACEFOUNDRY_EVENT_PAYLOAD_LIMIT
+    role = _ROLE_BY_TYPE.get(fields["type"], "event")
+    payload = redactor.value(json_safe(fields["payload"]))
+    blobs: list[BlobRef] = []
+    payload, truncated = _externalize(payload, limit=limit, role=role, path="", blobs=blobs,
+                                      mode=redactor.policy)
+    text = dumps(payload)
+    size = len(text.encode("utf-8"))
+    if size > cap:
+        data = text.encode("utf-8")
+        stored = payload_store(data=data, content_type="application/json",
+                               redaction_mode=redactor.policy)
+        blobs = [BlobRef(sha256=stored.sha256, role=role, json_path="")]
+        payload = {
+            "truncated": True,
+            "preview": text[:PREVIEW_CHARS],
+            "payload_ref": stored.ref,
+            "size_bytes": len(data),
+        }
+        size = len(dumps(payload).encode("utf-8"))
+        truncated = True
+    return PreparedEvent(
+        type=fields["type"],
+        level=fields["level"],
+        source=fields["source"],
+        payload=payload,
+        payload_bytes=size,
+        truncated=truncated,
+        step_id=fields["step_id"],
+        correlation_id=fields["correlation_id"],
+        causation_id=fields["causation_id"],
+        blobs=blobs,
+    )
+
+
+def prepare_events(raw_events: list, *, default_source: str) -> list[PreparedEvent]:
+    """Validate a whole batch first (all-or-nothing), then prepare each event."""
+    if not isinstance(raw_events, list) or not raw_events:
+        raise InvalidInput("expected an event object or a non-empty list of events")
+    batch_limit = settings.TRACEFOUNDRY_EVENT_BATCH_LIMIT
+    if len(raw_events) > batch_limit:
+        raise InvalidInput(
+            f"a batch holds at most {batch_limit} events, got {len(raw_events)}",
+            details={"limit": batch_limit, "received": len(raw_events)},
+        )
+    errors: list[dict] = []
+    cleaned = [validate_envelope(raw, i, errors, default_source=default_source)
+               for i, raw in enumerate(raw_events)]
+    if errors:
+        raise InvalidInput("invalid event(s); nothing was appended", details={"errors": errors})
+    return [prepare_event(fields) for fields in cleaned if fields is not None]

@@ -1,0 +1,49 @@
+"""Domain errors raised by the run services; the API layer maps them to HTTP statuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RunLedgerError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details if details is not None else {}
+
+
+class InvalidInput(RunLedgerError):
+    """Bad input: nothing was written (HTTP 400)."""
+
+    code = "invalid"
+
+
+class NotFound(RunLedgerError):
+    code = "not_found"
+
+
+class Conflict(RunLedgerError):
+    """The request conflicts with the current state of the ledger (HTTP 409)."""
+
+    code = "conflict"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+    def __init__(self, *, entity: str, current_state: str, action: str) -> None:
+        super().__init__(
+            f"cannot {action} a {entity} that is {current_state}",
+            details={"entity": entity, "state": current_state, "action": action},
+        )
+        self.current_state = current_state
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+
+
+class RunFinished(Conflict):
+    code = "run_finished"

@@ -1,0 +1,72 @@
+"""Reads of projects, runs, steps and events."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from runs.errors import NotFound
+from runs.models import Project, Run, RunEvent, Step
+from tracefoundry.roles import Access
+
+EVENT_PAGE_DEFAULT = 100
+EVENT_PAGE_MAX = 1000
+
+
+def project_get(*, slug: str) -> Project:
+    try:
+        return Project.objects.get(slug=slug)
+    except Project.DoesNotExist:
+        raise NotFound(f"project {slug!r} does not exist") from None
+
+
+def project_list(*, access: Access) -> QuerySet[Project]:
+    qs = Project.objects.all()
+    if access.project_id is not None:
+        qs = qs.filter(pk=access.project_id)
+    return qs
+
+
+def run_list(*, access: Access) -> QuerySet[Run]:
+    """Runs visible to ``access``; filtering and ordering are applied by the API layer."""
+    qs = Run.objects.select_related("project")
+    if access.project_id is not None:
+        qs = qs.filter(project_id=access.project_id)
+    return qs
+
+
+def run_get(*, run_id: str, access: Access) -> Run:
+    """A run visible to ``access``; runs of other projects do not exist for a key."""
+    run = Run.objects.select_related("project").filter(pk=run_id).first()
+    if run is None or not access.can_see_project(run.project_id):
+        raise NotFound(f"run {run_id} does not exist")
+    return run
+
+
+def step_list(*, run: Run) -> QuerySet[Step]:
+    return Step.objects.filter(run_id=run.id).order_by("position", "created_at", "id")
+
+
+def event_page(
+    *,
+    run: Run,
+    after_id: int = 0,
+    limit: int = EVENT_PAGE_DEFAULT,
+    types: list[str] | None = None,
+    levels: list[str] | None = None,
+    step_id: str | None = None,
+) -> tuple[list[RunEvent], int]:
+    """Events of ``run`` with ``id > after_id`` in id order; returns (events, next_after_id).
+
+    ``next_after_id`` is the id to pass next time: the last id returned, or ``after_id`` when
+    nothing new has arrived, so a poller never skips or repeats an event.
+    """
+    limit = max(1, min(limit, EVENT_PAGE_MAX))
+    qs = RunEvent.objects.filter(run_id=run.id, id__gt=after_id)
+    if types:
+        qs = qs.filter(type__in=types)
+    if levels:
+        qs = qs.filter(level__in=levels)
+    if step_id:
+        qs = qs.filter(step_id=step_id)
+    events = list(qs.order_by("id")[:limit])
+    return events, (events[-1].id if events else after_id)

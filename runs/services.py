@@ -1,0 +1,528 @@
+"""Every write to projects, runs, steps and run events goes through these functions.
+
+Each one appends the event(s) describing the change and updates the Run/Step projection in the
+same transaction, then schedules the live broadcast for after commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from payloads.models import PayloadRef
+from payloads.redaction import get_redactor
+from payloads.store import payload_store
+from runs import lifecycle as lc
+from runs import realtime, wire
+from runs.envelope import PreparedEvent, dumps, json_safe, prepare_events
+from runs.errors import (
+    IdempotencyConflict,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    RunFinished,
+)
+from runs.models import Project, Run, RunEvent, RunState, Step, StepState
+from runs.projections import (
+    RUN_PROJECTED_FIELDS,
+    STEP_PROJECTED_FIELDS,
+    apply_event,
+    reset_run,
+    reset_step,
+)
+
+log = logging.getLogger(__name__)
+
+KIND_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,127}$")
+ERROR_LIMIT = 16 * 1024
+MAX_ATTEMPTS_LIMIT = 100
+
+
+# --- helpers ----------------------------------------------------------------------
+
+def _lock_run(run_id: str) -> Run:
+    """Load a run for update. PostgreSQL row-locks it; SQLite's IMMEDIATE transaction already
+    holds the database write lock, so appends to one run are serialised either way."""
+    try:
+        return Run.objects.select_for_update(of=("self",)).select_related("project").get(pk=run_id)
+    except Run.DoesNotExist:
+        raise NotFound(f"run {run_id} does not exist") from None
+
+
+def _redacted_error(error: Any) -> str:
+    text = error if isinstance(error, str) else dumps(json_safe(error))
+    text = get_redactor().text(text)
+    if len(text.encode("utf-8")) > ERROR_LIMIT:
+        text = text.encode("utf-8")[: ERROR_LIMIT - 16].decode("utf-8", "ignore") + "\n…[truncated]"
+    return text
+
+
+def _previous_lifecycle_event_id(run: Run) -> str:
+    last = (
+        RunEvent.objects.filter(run_id=run.id, type__in=lc.LIFECYCLE_TYPES)
+        .order_by("-id")
+        .values_list("event_id", flat=True)
+        .first()
+    )
+    return str(last) if last else ""
+
+
+def _append_lifecycle(
+    run: Run,
+    etype: str,
+    payload: dict,
+    *,
+    steps: dict[str, Step],
+    step: Step | None = None,
+    level: str = "info",
+    source: str = "server",
+) -> tuple[RunEvent, list[Step]]:
+    """Append one lifecycle event and project it onto ``run`` and ``steps`` (unsaved)."""
+    event = RunEvent(
+        run=run,
+        step=step,
+        seq=run.event_count + 1,
+        type=etype,
+        level=level,
+        source=source,
+        created_at=timezone.now(),
+        correlation_id=run.correlation_id,
+        causation_id=_previous_lifecycle_event_id(run),
+        payload=payload,
+        payload_bytes=len(dumps(payload).encode("utf-8")),
+    )
+    changed = apply_event(run, event, steps)
+    event.save(force_insert=True)
+    return event, changed
+
+
+def _save_projection(run: Run, steps: list[Step], events: list[RunEvent]) -> None:
+    run.save(update_fields=RUN_PROJECTED_FIELDS)
+    for step in steps:
+        step.save(update_fields=STEP_PROJECTED_FIELDS)
+    realtime.broadcast_on_commit(
+        run_id=run.id,
+        project_slug=run.project.slug,
+        events=[wire.event_dict(e) for e in events],
+        run=wire.run_snapshot(run),
+    )
+
+
+def _open_steps(run: Run) -> dict[str, Step]:
+    return {
+        s.id: s
+        for s in Step.objects.filter(
+            run_id=run.id, state__in=(StepState.PENDING, StepState.RUNNING)
+        )
+    }
+
+
+def _check_transition(run: Run, action: str) -> None:
+    allowed_from, _ = lc.RUN_TRANSITIONS[action]
+    if run.state not in allowed_from:
+        raise InvalidTransition(entity="run", current_state=run.state, action=action)
+
+
+def _check_holder(run: Run, worker_id: str | None) -> None:
+    if worker_id and run.claimed_by and worker_id != run.claimed_by:
+        raise InvalidTransition(
+            entity="run", current_state=f"{run.state} (held by {run.claimed_by})",
+            action=f"act as worker {worker_id} on",
+        )
+
+
+# --- projects ----------------------------------------------------------------------
+
+def project_create(*, slug: str, name: str = "") -> Project:
+    return Project.objects.create(slug=slug, name=name or slug)
+
+
+# --- runs ----------------------------------------------------------------------
+
+def _fingerprint(**fields: Any) -> str:
+    return hashlib.sha256(dumps(fields).encode("utf-8")).hexdigest()
+
+
+def _idempotent_match(existing: Run, fingerprint: str) -> tuple[Run, bool]:
+    if existing.request_fingerprint != fingerprint:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used with a different request",
+            details={"run_id": existing.id},
+        )
+    return existing, False
+
+
+def run_enqueue(
+    *,
+    project: Project,
+    kind: str,
+    input: Any = None,
+    name: str = "",
+    idempotency_key: str | None = None,
+    max_attempts: int | None = None,
+    run_after: datetime | None = None,
+    correlation_id: str = "",
+    trace_id: str = "",
+    source: str = "server",
+) -> tuple[Run, bool]:
+    """Create a queued run; with an idempotency key, return the existing run instead.
+
+    Returns ``(run, created)``. The same key with a different request raises
+    IdempotencyConflict.
+    """
+    if not isinstance(kind, str) or not KIND_RE.match(kind):
+        raise InvalidInput("kind must match ^[a-z][a-z0-9_.:-]{0,127}$", details={"field": "kind"})
+    max_attempts = max_attempts or settings.TRACEFOUNDRY_DEFAULT_MAX_ATTEMPTS
+    if not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
+        raise InvalidInput(f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}")
+    clean_input = get_redactor().value(json_safe({} if input is None else input))
+    fingerprint = _fingerprint(
+        project=project.slug, kind=kind, input=clean_input, name=name,
+        max_attempts=max_attempts, run_after=wire.iso(run_after), trace_id=trace_id,
+    )
+    if idempotency_key:
+        existing = Run.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _idempotent_match(existing, fingerprint)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            run = Run(
+                project=project, kind=kind, name=name, input=clean_input,
+                idempotency_key=idempotency_key or None, request_fingerprint=fingerprint,
+                max_attempts=max_attempts, run_after=run_after,
+                correlation_id=correlation_id or uuid.uuid4().hex, trace_id=trace_id,
+                created_at=now, updated_at=now,
+            )
+            run.save(force_insert=True)
+            event, _ = _append_lifecycle(
+                run, lc.RUN_CREATED,
+                {"kind": kind, "name": name, "max_attempts": max_attempts,
+                 "run_after": wire.iso(run_after)},
+                steps={}, source=source,
+            )
+            _save_projection(run, [], [event])
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # A concurrent request with the same key won the insert; its run is the answer.
+        existing = Run.objects.get(idempotency_key=idempotency_key)
+        return _idempotent_match(existing, fingerprint)
+    return run, True
+
+
+def run_start(*, run_id: str, worker_id: str = "") -> Run:
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        _check_transition(run, "start")
+        event, _ = _append_lifecycle(
+            run, lc.RUN_STARTED, {"attempt": run.attempt + 1, "worker_id": worker_id}, steps={}
+        )
+        _save_projection(run, [], [event])
+    return run
+
+
+def run_succeed(
+    *, run_id: str, output: Any = None, output_ref: str = "", worker_id: str | None = None
+) -> Run:
+    if output is not None:
+        redactor = get_redactor()
+        data = dumps(redactor.value(json_safe(output))).encode("utf-8")
+        output_ref = payload_store(
+            data=data, content_type="application/json", redaction_mode=redactor.policy
+        ).ref
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        _check_transition(run, "succeed")
+        _check_holder(run, worker_id)
+        event, steps = _append_lifecycle(
+            run, lc.RUN_SUCCEEDED, {"output_ref": output_ref[:512]}, steps=_open_steps(run)
+        )
+        _save_projection(run, steps, [event])
+    return run
+
+
+def retry_delay(attempt: int) -> timedelta:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
+    base = settings.TRACEFOUNDRY_RETRY_BASE_SECONDS
+    ceiling = min(settings.TRACEFOUNDRY_RETRY_MAX_SECONDS, base * 2 ** max(attempt - 1, 0))
+    return timedelta(seconds=random.uniform(0, ceiling))
+
+
+def run_fail(
+    *, run_id: str, error: Any = "", retryable: bool = False, worker_id: str | None = None
+) -> Run:
+    """Fail the running attempt: back to the queue when retryable and attempts remain."""
+    message = _redacted_error(error)
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        _check_transition(run, "fail")
+        _check_holder(run, worker_id)
+        payload = {"error": message, "retryable": retryable, "attempt": run.attempt}
+        if retryable and run.attempt < run.max_attempts and run.cancel_requested_at is None:
+            payload["run_after"] = wire.iso(timezone.now() + retry_delay(run.attempt))
+            etype, level = lc.RUN_RETRYING, "warn"
+        else:
+            etype, level = lc.RUN_FAILED, "error"
+        event, steps = _append_lifecycle(
+            run, etype, payload, steps=_open_steps(run), level=level
+        )
+        _save_projection(run, steps, [event])
+    return run
+
+
+def run_cancel(
+    *, run_id: str, reason: str = "", worker_id: str | None = None, force: bool = False
+) -> Run:
+    """Cancel a run. Queued runs cancel at once; a running run is first asked to stop
+    (``run.cancel_requested``) and is canceled when its worker acknowledges (cancel again with
+    its ``worker_id``) or when ``force`` is set."""
+    reason = get_redactor().text(str(reason))[:1000]
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        _check_transition(run, "cancel")
+        acknowledged = bool(worker_id) and worker_id == run.claimed_by
+        if run.state == RunState.RUNNING and not (force or acknowledged):
+            if run.cancel_requested_at is not None:
+                return run  # already asked; asking again changes nothing
+            event, steps = _append_lifecycle(
+                run, lc.RUN_CANCEL_REQUESTED, {"reason": reason}, steps={}, level="warn"
+            )
+        else:
+            event, steps = _append_lifecycle(
+                run, lc.RUN_CANCELED, {"reason": reason, "error": ""}, steps=_open_steps(run),
+                level="warn",
+            )
+        _save_projection(run, steps, [event])
+    return run
+
+
+# --- steps ----------------------------------------------------------------------
+
+def step_create(
+    *, run_id: str, name: str, node_ref: str = "", position: int | None = None
+) -> Step:
+    if not isinstance(name, str) or not name.strip() or len(name) > 256:
+        raise InvalidInput("name must be a non-empty string of at most 256 characters")
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        if run.is_finished:
+            raise RunFinished(f"run {run.id} is {run.state}", details={"state": run.state})
+        step = Step(
+            run=run, name=name, node_ref=node_ref[:256],
+            position=run.steps_total if position is None else position,
+        )
+        step.save(force_insert=True)
+        event, _ = _append_lifecycle(
+            run, lc.STEP_CREATED,
+            {"step_id": step.id, "name": name, "node_ref": step.node_ref,
+             "position": step.position},
+            steps={step.id: step}, step=step,
+        )
+        _save_projection(run, [step], [event])
+    return step
+
+
+def step_transition(*, run_id: str, step_id: str, action: str, error: Any = "") -> Step:
+    """Start, succeed, fail or skip a step of a run that has not finished."""
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        try:
+            step = Step.objects.get(pk=step_id, run_id=run.id)
+        except Step.DoesNotExist:
+            raise NotFound(f"step {step_id} does not exist in run {run_id}") from None
+        if run.is_finished:
+            raise RunFinished(f"run {run.id} is {run.state}", details={"state": run.state})
+        if action == "start" and run.state != RunState.RUNNING:
+            raise InvalidTransition(entity="run", current_state=run.state, action="start a step of")
+        allowed_from, _ = lc.STEP_TRANSITIONS[action]
+        if step.state not in allowed_from:
+            raise InvalidTransition(entity="step", current_state=step.state, action=action)
+        payload: dict[str, Any] = {"step_id": step.id}
+        if action == "fail":
+            payload["error"] = _redacted_error(error)
+        event, changed = _append_lifecycle(
+            run, lc.STEP_EVENT_FOR_ACTION[action], payload, steps={step.id: step}, step=step,
+            level="error" if action == "fail" else "info",
+        )
+        _save_projection(run, changed, [event])
+    return step
+
+
+# --- events ----------------------------------------------------------------------
+
+@dataclass
+class AppendResult:
+    run: Run
+    events: list[RunEvent] = field(default_factory=list)  # stored, incl. a limit-reached error
+    accepted: int = 0
+    dropped: int = 0
+
+
+def _is_late_worker(run: Run, worker_id: str | None, now: datetime) -> bool:
+    grace = timedelta(seconds=settings.TRACEFOUNDRY_LATE_EVENT_GRACE_SECONDS)
+    return bool(
+        worker_id and worker_id == run.claimed_by and run.finished_at
+        and now - run.finished_at <= grace
+    )
+
+
+def events_append(
+    *, run_id: str, events: list, source: str = "agent", worker_id: str | None = None
+) -> AppendResult:
+    """Append agent events (validated all-or-nothing) to a run's stream."""
+    prepared = prepare_events(events, default_source=source)
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        now = timezone.now()
+        late = False
+        if run.is_finished:
+            if not _is_late_worker(run, worker_id, now):
+                raise RunFinished(
+                    f"run {run.id} is {run.state} and accepts no new events",
+                    details={"state": run.state},
+                )
+            late = True
+        _check_step_ids(run, prepared)
+        room = max(settings.TRACEFOUNDRY_RUN_EVENT_LIMIT - run.event_count, 0)
+        accepted, dropped = prepared[:room], len(prepared) - min(room, len(prepared))
+        rows = [_event_row(run, p, seq=run.event_count + i + 1, now=now, late=late)
+                for i, p in enumerate(accepted)]
+        for row in rows:
+            apply_event(run, row, {})
+        if dropped:
+            if run.dropped_event_count == 0:
+                rows.append(_limit_reached_event(run, now))
+                apply_event(run, rows[-1], {})
+            run.dropped_event_count += dropped
+        RunEvent.objects.bulk_create(rows)
+        _save_payload_refs(rows, accepted)
+        update_fields = (*RUN_PROJECTED_FIELDS, "dropped_event_count")
+        run.save(update_fields=update_fields)
+        realtime.broadcast_on_commit(
+            run_id=run.id, project_slug=run.project.slug,
+            events=[wire.event_dict(e) for e in rows], run=wire.run_snapshot(run),
+        )
+    return AppendResult(
+        run=run, events=rows, accepted=len(accepted), dropped=dropped
+    )
+
+
+def _check_step_ids(run: Run, prepared: list[PreparedEvent]) -> None:
+    wanted = {p.step_id for p in prepared if p.step_id}
+    if not wanted:
+        return
+    found = set(Step.objects.filter(run_id=run.id, id__in=wanted).values_list("id", flat=True))
+    missing = sorted(wanted - found)
+    if missing:
+        raise InvalidInput("unknown step_id for this run", details={"step_ids": missing})
+
+
+def _event_row(run: Run, p: PreparedEvent, *, seq: int, now: datetime, late: bool) -> RunEvent:
+    return RunEvent(
+        run=run, step_id=p.step_id, seq=seq, type=p.type, level=p.level, source=p.source,
+        created_at=now, correlation_id=p.correlation_id or run.correlation_id,
+        causation_id=p.causation_id, payload=p.payload, payload_bytes=p.payload_bytes,
+        truncated=p.truncated, late=late,
+    )
+
+
+def _limit_reached_event(run: Run, now: datetime) -> RunEvent:
+    limit = settings.TRACEFOUNDRY_RUN_EVENT_LIMIT
+    payload = {"message": f"run reached its limit of {limit} events; further events are dropped",
+               "limit": limit}
+    return RunEvent(
+        run=run, seq=run.event_count + 1, type="error", level="error", source="server",
+        created_at=now, correlation_id=run.correlation_id, payload=payload,
+        payload_bytes=len(dumps(payload)),
+    )
+
+
+def _save_payload_refs(rows: list[RunEvent], prepared: list[PreparedEvent]) -> None:
+    refs = [
+        PayloadRef(blob_id=b.sha256, run_event_id=row.id, role=b.role, json_path=b.json_path[:512])
+        for row, p in zip(rows, prepared, strict=False)
+        for b in p.blobs
+    ]
+    if refs:
+        PayloadRef.objects.bulk_create(refs)
+
+
+def event_append(
+    *,
+    run_id: str,
+    type: str,
+    payload: Any = None,
+    level: str | None = None,
+    source: str = "server",
+    step_id: str | None = None,
+    correlation_id: str | None = None,
+    worker_id: str | None = None,
+) -> RunEvent | None:
+    """Append one event from Python code; raises on bad input like the API does."""
+    envelope: dict[str, Any] = {"type": type, "payload": payload if payload is not None else {}}
+    if level:
+        envelope["level"] = level
+    if step_id:
+        envelope["step_id"] = step_id
+    if correlation_id:
+        envelope["correlation_id"] = correlation_id
+    result = events_append(run_id=run_id, events=[envelope], source=source, worker_id=worker_id)
+    if not result.accepted:
+        return None  # dropped by the per-run event limit
+    return result.events[0]
+
+
+_failures_lock = threading.Lock()
+best_effort_failures = 0
+
+
+def event_append_safe(**kwargs: Any) -> RunEvent | None:
+    """``event_append`` for instrumentation call sites: never raises into the caller.
+
+    Tracing must not crash the work it observes: failures are logged and counted instead.
+    """
+    global best_effort_failures
+    try:
+        return event_append(**kwargs)
+    except Exception:
+        with _failures_lock:
+            best_effort_failures += 1
+        log.warning("best-effort event append failed for run %s", kwargs.get("run_id"),
+                    exc_info=True)
+        return None
+
+
+# --- projections ----------------------------------------------------------------------
+
+def projections_rebuild(*, run_ids: list[str] | None = None) -> int:
+    """Recompute every Run/Step projection from the event stream alone; returns runs rebuilt."""
+    ids = run_ids if run_ids is not None else list(Run.objects.values_list("id", flat=True))
+    for run_id in ids:
+        with transaction.atomic():
+            run = _lock_run(run_id)
+            all_steps = {s.id: s for s in Step.objects.filter(run_id=run.id)}
+            reset_run(run)
+            for step in all_steps.values():
+                reset_step(step)
+            # A step exists for the projector from its step.created event on, exactly as live.
+            existing: dict[str, Step] = {}
+            for event in RunEvent.objects.filter(run_id=run.id).order_by("id").iterator(2000):
+                if event.type == lc.STEP_CREATED and event.step_id in all_steps:
+                    existing[event.step_id] = all_steps[event.step_id]
+                apply_event(run, event, existing)
+            run.save(update_fields=RUN_PROJECTED_FIELDS)
+            Step.objects.bulk_update(list(all_steps.values()), STEP_PROJECTED_FIELDS,
+                                     batch_size=500)
+    return len(ids)

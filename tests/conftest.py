@@ -1,0 +1,126 @@
+"""Shared fixtures: users in each role, API keys, authenticated API clients, isolated blobs."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from runs.models import Project
+from tests.tracefoundry.factories import PASSWORD, UserFactory
+from tracefoundry.services import apikey_create
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(settings, tmp_path):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "payloads": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "payloads")},
+        },
+    }
+    settings.TRACEFOUNDRY_THROTTLE_RATES = {"enqueue": None, "cancel": None, "ingest": None}
+    # Real password checks on every Basic-auth request, without PBKDF2's deliberate slowness.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cache.clear()
+
+
+@pytest.fixture
+def payload_dir(settings):
+    return Path(settings.STORAGES["payloads"]["OPTIONS"]["location"])
+
+
+@pytest.fixture
+def project(db) -> Project:
+    return Project.objects.get(slug="default")
+
+
+@pytest.fixture
+def other_project(db) -> Project:
+    return Project.objects.create(slug="other", name="Other")
+
+
+def _user_in(role: str | None, **kwargs):
+    user = UserFactory(**kwargs)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def viewer(db):
+    return _user_in("viewer", username="vera")
+
+
+@pytest.fixture
+def engineer(db):
+    return _user_in("engineer", username="enzo")
+
+
+@pytest.fixture
+def admin_user(db):
+    return _user_in("admin", username="ada")
+
+
+@pytest.fixture
+def no_role_user(db):
+    return _user_in(None, username="nobody")
+
+
+def client_for(user=None, raw_key: str | None = None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=_basic(user.username))
+    if raw_key is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client
+
+
+def _basic(username: str) -> str:
+    token = base64.b64encode(f"{username}:{PASSWORD}".encode()).decode()
+    return f"Basic {token}"
+
+
+@pytest.fixture
+def anon_client():
+    return APIClient()
+
+
+@pytest.fixture
+def viewer_client(viewer):
+    return client_for(viewer)
+
+
+@pytest.fixture
+def engineer_client(engineer):
+    return client_for(engineer)
+
+
+@pytest.fixture
+def admin_client_api(admin_user):
+    return client_for(admin_user)
+
+
+@pytest.fixture
+def make_key(project):
+    """Issue a real API key; returns (ApiKey, raw)."""
+
+    def make(scopes: str, *, project_obj=None, user=None):
+        issued = apikey_create(project=project_obj or project, scopes=scopes, user=user)
+        return issued.key, issued.raw
+
+    return make
+
+
+@pytest.fixture
+def key_client(make_key):
+    def make(scopes: str, **kwargs) -> APIClient:
+        _, raw = make_key(scopes, **kwargs)
+        return client_for(raw_key=raw)
+
+    return make

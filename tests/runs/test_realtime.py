@@ -1,0 +1,64 @@
+"""Events reach the run and project groups only after their transaction commits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from runs import services
+from runs.realtime import project_group, run_group
+from tests.runs.factories import RunFactory
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def listen(group: str) -> str:
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group, channel)
+    return channel
+
+
+def receive(channel: str, timeout: float = 1.0):
+    async def _recv():
+        return await asyncio.wait_for(get_channel_layer().receive(channel), timeout)
+
+    try:
+        return async_to_sync(_recv)()
+    except TimeoutError:
+        return None
+
+
+def test_committed_events_are_broadcast_to_run_and_project(project):
+    run = RunFactory(state="running")
+    on_run, on_project = listen(run_group(run.id)), listen(project_group("default"))
+    services.events_append(run_id=run.id, events=[{"type": "note", "payload": {"n": 1}}])
+    for channel in (on_run, on_project):
+        message = receive(channel)
+        assert message["type"] == "run.events"
+        assert [e["payload"] for e in message["events"]] == [{"n": 1}]
+        snapshot = receive(channel)
+        assert snapshot["type"] == "run.snapshot" and snapshot["run"]["state"] == "running"
+
+
+def test_rolled_back_events_are_never_broadcast(project):
+    run = RunFactory(state="running")
+    channel = listen(run_group(run.id))
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.events_append(run_id=run.id, events=[{"type": "note"}])
+        raise RuntimeError("the caller's transaction fails")
+    assert receive(channel, timeout=0.3) is None
+
+
+def test_a_broken_channel_layer_never_fails_the_write(project, settings):
+    run = RunFactory(state="running")
+    settings.CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]},
+    }}
+    result = services.events_append(run_id=run.id, events=[{"type": "note"}])
+    assert result.accepted == 1

@@ -1,0 +1,15 @@
+"""OpenAPI description of the API-key authentication, for drf-spectacular."""
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "tracefoundry.authentication.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key: `Authorization: Bearer tf_…` (or `x-tracefoundry-key`).",
+        }

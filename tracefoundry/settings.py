@@ -1,0 +1,259 @@
+"""TraceFoundry settings: one module, driven by environment variables only.
+
+Every variable is documented in deploy/.env.example. The embedded default (no variables set) is a
+development setup: DEBUG on, SQLite in the checkout, in-memory channel layer, payload blobs on the
+filesystem. Production (DEBUG=0) refuses to start without SECRET_KEY and ALLOWED_HOSTS.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from tracefoundry.env import env_bool, env_choice, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", True)
+
+SECRET_KEY = env_str("SECRET_KEY")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
+if not DEBUG:
+    if not SECRET_KEY:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off")
+else:
+    SECRET_KEY = SECRET_KEY or "django-insecure-tracefoundry-development-only"
+    ALLOWED_HOSTS = ALLOWED_HOSTS or ["127.0.0.1", "localhost", "[::1]", "testserver"]
+
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "tracefoundry",
+    "runs",
+    "payloads",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "tracefoundry.api_errors.ApiErrorMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "tracefoundry.urls"
+ASGI_APPLICATION = "tracefoundry.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'tracefoundry.sqlite3'}")
+_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0))
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the single writer; IMMEDIATE transactions take the write lock
+    # up front so two writers queue on the busy timeout instead of failing to upgrade a lock.
+    _db["CONN_MAX_AGE"] = 0
+    _db["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    _db["TEST"] = {"NAME": env_str("SQLITE_TEST_NAME") or None}
+else:
+    _db["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: channel layer and cache -----------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "tracefoundry"),
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Auth ------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+# --- I18N, static ----------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT: Path | None = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+if DEBUG and not STATIC_ROOT.exists():
+    STATIC_ROOT = None  # development serves from the finders; nothing was collected
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- Payload storage -------------------------------------------------------------------------
+TRACEFOUNDRY_PAYLOAD_DIR = Path(env_str("TRACEFOUNDRY_PAYLOAD_DIR", str(BASE_DIR / "payloads")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+    "payloads": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(TRACEFOUNDRY_PAYLOAD_DIR)},
+    },
+}
+
+# --- Product behaviour -----------------------------------------------------------------------
+TRACEFOUNDRY_REDACTION_POLICY = env_choice(
+    "TRACEFOUNDRY_REDACTION", "standard", ("standard", "strict", "off")
+)
+try:
+    TRACEFOUNDRY_REDACTION_EXTRA_PATTERNS = json.loads(
+        env_str("TRACEFOUNDRY_REDACTION_EXTRA_PATTERNS", "{}")
+    )
+except json.JSONDecodeError as exc:
+    raise ImproperlyConfigured(
+        f"TRACEFOUNDRY_REDACTION_EXTRA_PATTERNS is not a JSON object: {exc}"
+    ) from None
+
+
+def _tf_int(name: str, default: int, minimum: int) -> int:
+    return env_int(f"TRACEFOUNDRY_{name}", default, minimum=minimum)
+
+
+TRACEFOUNDRY_INLINE_STRING_LIMIT = _tf_int("INLINE_STRING_LIMIT", 8 * 1024, 256)
+TRACEFOUNDRY_EVENT_PAYLOAD_LIMIT = _tf_int("EVENT_PAYLOAD_LIMIT", 64 * 1024, 1024)
+TRACEFOUNDRY_RUN_EVENT_LIMIT = _tf_int("RUN_EVENT_LIMIT", 100_000, 10)
+TRACEFOUNDRY_EVENT_BATCH_LIMIT = _tf_int("EVENT_BATCH_LIMIT", 1000, 1)
+TRACEFOUNDRY_MAX_REQUEST_BYTES = _tf_int("MAX_REQUEST_BYTES", 32 * 1024 * 1024, 1024)
+TRACEFOUNDRY_LATE_EVENT_GRACE_SECONDS = _tf_int("LATE_EVENT_GRACE_SECONDS", 30, 0)
+TRACEFOUNDRY_RETRY_BASE_SECONDS = _tf_int("RETRY_BASE_SECONDS", 2, 0)
+TRACEFOUNDRY_RETRY_MAX_SECONDS = _tf_int("RETRY_MAX_SECONDS", 600, 0)
+TRACEFOUNDRY_DEFAULT_MAX_ATTEMPTS = _tf_int("DEFAULT_MAX_ATTEMPTS", 3, 1)
+TRACEFOUNDRY_THROTTLE_RATES = {
+    "enqueue": env_str("TRACEFOUNDRY_THROTTLE_ENQUEUE", "1200/min"),
+    "cancel": env_str("TRACEFOUNDRY_THROTTLE_CANCEL", "600/min"),
+    "ingest": env_str("TRACEFOUNDRY_THROTTLE_INGEST", "6000/min"),
+}
+# Bodies are parsed by DRF, which enforces TRACEFOUNDRY_MAX_REQUEST_BYTES itself (413).
+DATA_UPLOAD_MAX_MEMORY_SIZE = TRACEFOUNDRY_MAX_REQUEST_BYTES
+
+# --- DRF ---------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tracefoundry.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["tracefoundry.api_parsers.LimitedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "tracefoundry.api_errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "TraceFoundry API",
+    "DESCRIPTION": (
+        "Runs, steps and the append-only run event stream of TraceFoundry. Every error is "
+        '`{"error": {"code", "message", "details"}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "RunStateEnum": "runs.models.RunState",
+        "StepStateEnum": "runs.models.StepState",
+        "EventLevelEnum": "runs.models.EventLevel",
+    },
+}
+
+# --- Production hardening (manage.py check --deploy passes with DEBUG=0) ----------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    if not SECURE_HSTS_PRELOAD:
+        # Preloading is a commitment an operator opts into (HSTS_PRELOAD=1), not a default.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
