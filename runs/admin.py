@@ -44,6 +44,13 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name"]
     prepopulated_fields = {"slug": ["name"]}
 
+    def get_readonly_fields(self, request, obj=None):
+        # The slug names the project's live-stream group and API scope: fixed once created.
+        return ["slug"] if obj is not None else []
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return {} if obj is not None else self.prepopulated_fields
+
     @admin.display(description="Runs")
     def runs_link(self, obj):
         url = reverse("admin:runs_run_changelist") + f"?project__id__exact={obj.pk}"
@@ -112,6 +119,12 @@ class RunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Every field is read-only (runs change only through the services): no save buttons.
+        extra_context = {**(extra_context or {}), "show_save": False,
+                         "show_save_and_continue": False, "show_save_and_add_another": False}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="State", ordering="state")
     def state_display(self, obj):

@@ -55,6 +55,7 @@ class PreparedEvent:
     level: str
     source: str
     payload: dict
+    payload_json: str
     payload_bytes: int
     truncated: bool
     step_id: str | None = None
@@ -214,10 +215,17 @@ def prepare_event(fields: dict, *, policy: str | None = None) -> PreparedEvent:
     role = _ROLE_BY_TYPE.get(fields["type"], "event")
     payload = redactor.value(json_safe(fields["payload"]))
     blobs: list[BlobRef] = []
-    payload, truncated = _externalize(payload, limit=limit, role=role, path="", blobs=blobs,
-                                      mode=redactor.policy)
     text = dumps(payload)
     size = len(text.encode("utf-8"))
+    truncated = False
+    # No string inside is longer (in UTF-8) than the whole document, so most payloads skip
+    # the walk that looks for strings to move into the payload store.
+    if size > limit:
+        payload, truncated = _externalize(payload, limit=limit, role=role, path="",
+                                          blobs=blobs, mode=redactor.policy)
+        if truncated:
+            text = dumps(payload)
+            size = len(text.encode("utf-8"))
     if size > cap:
         data = text.encode("utf-8")
         stored = payload_store(data=data, content_type="application/json",
@@ -229,13 +237,15 @@ def prepare_event(fields: dict, *, policy: str | None = None) -> PreparedEvent:
             "payload_ref": stored.ref,
             "size_bytes": len(data),
         }
-        size = len(dumps(payload).encode("utf-8"))
+        text = dumps(payload)
+        size = len(text.encode("utf-8"))
         truncated = True
     return PreparedEvent(
         type=fields["type"],
         level=fields["level"],
         source=fields["source"],
         payload=payload,
+        payload_json=text,
         payload_bytes=size,
         truncated=truncated,
         step_id=fields["step_id"],

@@ -1,19 +1,30 @@
 """Live streaming names and senders: the one place that knows Channels group names.
 
-Senders are only ever called through ``transaction.on_commit`` by the services, so no client
-sees an event whose transaction rolled back; a failing channel layer never fails the write.
+Services call ``broadcast_on_commit``, so no client ever sees an event whose transaction rolled
+back, and a failing channel layer never fails the write: delivery is best-effort, clients catch
+up from the database by event id.
+
+With a cross-process layer (Redis) messages are handed to one long-lived sender thread per
+process, which keeps its connections and delivers in order, so writers never wait on the
+network. The in-memory layer only serves consumers on the server's own event loop, so there the
+send is scheduled on that loop (bound by tracefoundry.asgi), or run through ``async_to_sync``
+outside a server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Sequence
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 log = logging.getLogger(__name__)
+
+SENDER_QUEUE_LIMIT = 10_000
 
 
 def run_group(run_id: str) -> str:
@@ -24,24 +35,97 @@ def project_group(slug: str) -> str:
     return f"project.{slug}"
 
 
-def _send(groups: Iterable[str], message: dict) -> None:
+async def _deliver(groups: Sequence[str], message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    for group in groups:
+        try:
+            await layer.group_send(group, message)
+        except Exception:  # the write committed; live delivery is best-effort
+            log.warning("live broadcast to %s failed", group, exc_info=True)
+
+
+class _Sender:
+    """A daemon thread with its own event loop that sends queued messages in order."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue | None = None
+        self.dropped = 0
+
+    def submit(self, groups: Sequence[str], message: dict) -> None:
+        loop = self._ensure_started()
+        loop.call_soon_threadsafe(self._enqueue, groups, message)
+
+    def _enqueue(self, groups: Sequence[str], message: dict) -> None:
+        assert self._queue is not None
+        if self._queue.qsize() >= SENDER_QUEUE_LIMIT:
+            self.dropped += 1  # never buffer without bound; clients resync from the database
+            return
+        self._queue.put_nowait((groups, message))
+
+    def _ensure_started(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                ready = threading.Event()
+                threading.Thread(target=self._main, args=(ready,), name="tf-live-sender",
+                                 daemon=True).start()
+                ready.wait()
+            assert self._loop is not None
+            return self._loop
+
+    def _main(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._queue = asyncio.Queue()
+        self._loop = loop
+        ready.set()
+        loop.run_until_complete(self._drain())
+
+    async def _drain(self) -> None:
+        assert self._queue is not None
+        while True:
+            groups, message = await self._queue.get()
+            await _deliver(groups, message)
+
+
+_sender = _Sender()
+_server_loop: asyncio.AbstractEventLoop | None = None
+
+
+def bind_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Called by the ASGI application: the loop the in-memory layer's consumers live on."""
+    global _server_loop
+    _server_loop = loop
+
+
+def _send_in_memory(groups: Sequence[str], message: dict) -> None:
+    loop = _server_loop
+    if loop is not None and loop.is_running():
+        # Fire and forget on the server loop: tasks run in the order they were scheduled, and
+        # the in-memory layer's group_send never suspends, so messages stay in order.
+        loop.call_soon_threadsafe(lambda: loop.create_task(_deliver(groups, message)))
+    else:
+        async_to_sync(_deliver)(groups, message)
+
+
+def send(groups: Sequence[str], message: dict) -> None:
+    """Send now (call it after commit): hand-off to the sender thread, or on the server loop."""
     try:
-        for group in groups:
-            async_to_sync(layer.group_send)(group, message)
-    except Exception:  # the write already committed; live delivery is best-effort
-        log.exception("live broadcast failed for %s", message.get("type"))
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        if isinstance(layer, InMemoryChannelLayer):
+            _send_in_memory(groups, message)
+        else:
+            _sender.submit(groups, message)
+    except Exception:
+        log.warning("live broadcast failed", exc_info=True)
 
 
 def broadcast_on_commit(*, run_id: str, project_slug: str, events: list[dict], run: dict) -> None:
-    """After commit, send the new events and the run's fresh snapshot to its groups."""
-    groups = (run_group(run_id), project_group(project_slug))
-
-    def send() -> None:
-        if events:
-            _send(groups, {"type": "run.events", "run_id": run_id, "events": events})
-        _send(groups, {"type": "run.snapshot", "run_id": run_id, "run": run})
-
-    transaction.on_commit(send)
+    """After commit, send the new events and the run's fresh snapshot to its two groups."""
+    message = {"type": "run.update", "run_id": run_id, "events": events, "run": run}
+    transaction.on_commit(lambda: send((run_group(run_id), project_group(project_slug)), message))

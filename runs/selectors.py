@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.db.models import QuerySet
 
 from runs.errors import NotFound
@@ -17,6 +19,12 @@ def project_get(*, slug: str) -> Project:
         return Project.objects.get(slug=slug)
     except Project.DoesNotExist:
         raise NotFound(f"project {slug!r} does not exist") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def project_slug(project_id: int) -> str:
+    """A project's slug, cached: slugs never change once created (the admin keeps them fixed)."""
+    return Project.objects.values_list("slug", flat=True).get(pk=project_id)
 
 
 def project_list(*, access: Access) -> QuerySet[Project]:

@@ -33,6 +33,7 @@ from runs.errors import (
     NotFound,
     RunFinished,
 )
+from runs.event_store import EventRow, events_insert
 from runs.models import Project, Run, RunEvent, RunState, Step, StepState
 from runs.projections import (
     RUN_PROJECTED_FIELDS,
@@ -41,9 +42,13 @@ from runs.projections import (
     reset_run,
     reset_step,
 )
+from runs.selectors import project_slug
 
 log = logging.getLogger(__name__)
 
+AGENT_EVENT_FIELDS = (
+    "event_count", "error_count", "latest_event_at", "updated_at", "dropped_event_count",
+)
 KIND_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,127}$")
 ERROR_LIMIT = 16 * 1024
 MAX_ATTEMPTS_LIMIT = 100
@@ -51,11 +56,17 @@ MAX_ATTEMPTS_LIMIT = 100
 
 # --- helpers ----------------------------------------------------------------------
 
-def _lock_run(run_id: str) -> Run:
+def _lock_run(run_id: str, *, project_id: int | None = None) -> Run:
     """Load a run for update. PostgreSQL row-locks it; SQLite's IMMEDIATE transaction already
-    holds the database write lock, so appends to one run are serialised either way."""
+    holds the database write lock, so appends to one run are serialised either way.
+
+    ``project_id`` confines the lookup to one project (API keys): other runs do not exist.
+    """
+    qs = Run.objects.select_for_update()
+    if project_id is not None:
+        qs = qs.filter(project_id=project_id)
     try:
-        return Run.objects.select_for_update(of=("self",)).select_related("project").get(pk=run_id)
+        return qs.get(pk=run_id)
     except Run.DoesNotExist:
         raise NotFound(f"run {run_id} does not exist") from None
 
@@ -113,7 +124,7 @@ def _save_projection(run: Run, steps: list[Step], events: list[RunEvent]) -> Non
         step.save(update_fields=STEP_PROJECTED_FIELDS)
     realtime.broadcast_on_commit(
         run_id=run.id,
-        project_slug=run.project.slug,
+        project_slug=project_slug(run.project_id),
         events=[wire.event_dict(e) for e in events],
         run=wire.run_snapshot(run),
     )
@@ -365,7 +376,7 @@ def step_transition(*, run_id: str, step_id: str, action: str, error: Any = "") 
 @dataclass
 class AppendResult:
     run: Run
-    events: list[RunEvent] = field(default_factory=list)  # stored, incl. a limit-reached error
+    events: list[EventRow] = field(default_factory=list)  # stored, incl. a limit-reached error
     accepted: int = 0
     dropped: int = 0
 
@@ -379,12 +390,17 @@ def _is_late_worker(run: Run, worker_id: str | None, now: datetime) -> bool:
 
 
 def events_append(
-    *, run_id: str, events: list, source: str = "agent", worker_id: str | None = None
+    *,
+    run_id: str,
+    events: list,
+    source: str = "agent",
+    worker_id: str | None = None,
+    project_id: int | None = None,
 ) -> AppendResult:
     """Append agent events (validated all-or-nothing) to a run's stream."""
     prepared = prepare_events(events, default_source=source)
     with transaction.atomic():
-        run = _lock_run(run_id)
+        run = _lock_run(run_id, project_id=project_id)
         now = timezone.now()
         late = False
         if run.is_finished:
@@ -406,12 +422,12 @@ def events_append(
                 rows.append(_limit_reached_event(run, now))
                 apply_event(run, rows[-1], {})
             run.dropped_event_count += dropped
-        RunEvent.objects.bulk_create(rows)
+        events_insert(rows)
         _save_payload_refs(rows, accepted)
-        update_fields = (*RUN_PROJECTED_FIELDS, "dropped_event_count")
-        run.save(update_fields=update_fields)
+        # Agent events only move the counters (see projections.apply_event).
+        run.save(update_fields=AGENT_EVENT_FIELDS)
         realtime.broadcast_on_commit(
-            run_id=run.id, project_slug=run.project.slug,
+            run_id=run.id, project_slug=project_slug(run.project_id),
             events=[wire.event_dict(e) for e in rows], run=wire.run_snapshot(run),
         )
     return AppendResult(
@@ -429,27 +445,28 @@ def _check_step_ids(run: Run, prepared: list[PreparedEvent]) -> None:
         raise InvalidInput("unknown step_id for this run", details={"step_ids": missing})
 
 
-def _event_row(run: Run, p: PreparedEvent, *, seq: int, now: datetime, late: bool) -> RunEvent:
-    return RunEvent(
-        run=run, step_id=p.step_id, seq=seq, type=p.type, level=p.level, source=p.source,
+def _event_row(run: Run, p: PreparedEvent, *, seq: int, now: datetime, late: bool) -> EventRow:
+    return EventRow(
+        run_id=run.id, step_id=p.step_id, seq=seq, type=p.type, level=p.level, source=p.source,
         created_at=now, correlation_id=p.correlation_id or run.correlation_id,
-        causation_id=p.causation_id, payload=p.payload, payload_bytes=p.payload_bytes,
-        truncated=p.truncated, late=late,
+        causation_id=p.causation_id, payload=p.payload, payload_json=p.payload_json,
+        payload_bytes=p.payload_bytes, truncated=p.truncated, late=late,
     )
 
 
-def _limit_reached_event(run: Run, now: datetime) -> RunEvent:
+def _limit_reached_event(run: Run, now: datetime) -> EventRow:
     limit = settings.TRACEFOUNDRY_RUN_EVENT_LIMIT
     payload = {"message": f"run reached its limit of {limit} events; further events are dropped",
                "limit": limit}
-    return RunEvent(
-        run=run, seq=run.event_count + 1, type="error", level="error", source="server",
-        created_at=now, correlation_id=run.correlation_id, payload=payload,
-        payload_bytes=len(dumps(payload)),
+    text = dumps(payload)
+    return EventRow(
+        run_id=run.id, seq=run.event_count + 1, type="error", level="error", source="server",
+        created_at=now, correlation_id=run.correlation_id, payload=payload, payload_json=text,
+        payload_bytes=len(text.encode("utf-8")),
     )
 
 
-def _save_payload_refs(rows: list[RunEvent], prepared: list[PreparedEvent]) -> None:
+def _save_payload_refs(rows: list[EventRow], prepared: list[PreparedEvent]) -> None:
     refs = [
         PayloadRef(blob_id=b.sha256, run_event_id=row.id, role=b.role, json_path=b.json_path[:512])
         for row, p in zip(rows, prepared, strict=False)
@@ -469,7 +486,7 @@ def event_append(
     step_id: str | None = None,
     correlation_id: str | None = None,
     worker_id: str | None = None,
-) -> RunEvent | None:
+) -> EventRow | None:
     """Append one event from Python code; raises on bad input like the API does."""
     envelope: dict[str, Any] = {"type": type, "payload": payload if payload is not None else {}}
     if level:
@@ -488,7 +505,7 @@ _failures_lock = threading.Lock()
 best_effort_failures = 0
 
 
-def event_append_safe(**kwargs: Any) -> RunEvent | None:
+def event_append_safe(**kwargs: Any) -> EventRow | None:
     """``event_append`` for instrumentation call sites: never raises into the caller.
 
     Tracing must not crash the work it observes: failures are logged and counted instead.

@@ -11,8 +11,20 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from runs.models import Project
+from runs.selectors import project_slug
 from tests.tracefoundry.factories import PASSWORD, UserFactory
+from tracefoundry.selectors import apikey_forget
 from tracefoundry.services import apikey_create
+
+
+def pytest_collection_modifyitems(config, items):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        skip = pytest.mark.skip(reason="PostgreSQL-only (run with DATABASE_URL=postgres://…)")
+        for item in items:
+            if "postgres" in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +40,8 @@ def _isolated_settings(settings, tmp_path):
     # Real password checks on every Basic-auth request, without PBKDF2's deliberate slowness.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     cache.clear()
+    apikey_forget()
+    project_slug.cache_clear()
 
 
 @pytest.fixture

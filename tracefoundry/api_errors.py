@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -75,11 +76,24 @@ _STATUS_CODES = {
 
 
 class ApiErrorMiddleware:
+    sync_capable = True
+    async_capable = True
+
     def __init__(self, get_response):
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
-        response = self.get_response(request)
+        if self.is_async:
+            return self._acall(request)
+        return self._rewrite(request, self.get_response(request))
+
+    async def _acall(self, request):
+        return self._rewrite(request, await self.get_response(request))
+
+    def _rewrite(self, request, response):
         if (
             response.status_code >= 400
             and request.path.startswith(API_PREFIXES)

@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels (served by daphne)."""
 
+import asyncio
 import os
 
 from django.core.asgi import get_asgi_application
@@ -9,4 +10,11 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from runs import realtime  # noqa: E402
+
+router = ProtocolTypeRouter({"http": django_asgi_app})
+
+
+async def application(scope, receive, send):
+    realtime.bind_server_loop(asyncio.get_running_loop())
+    await router(scope, receive, send)

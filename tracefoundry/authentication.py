@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser
 from rest_framework import authentication, exceptions
 
+from tracefoundry.models import KEY_PREFIX
 from tracefoundry.selectors import apikey_for_raw
-from tracefoundry.services import KEY_PREFIX, apikey_touch
+from tracefoundry.services import apikey_touch
 
 
 class KeyPrincipal(AnonymousUser):

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 SCOPES = ("runs:read", "runs:write", "ingest", "worker")
+KEY_PREFIX = "tf_"
+
+
+def hash_key(raw: str) -> str:
+    # Keys carry 256 bits of randomness, so one fast hash is enough; a slow password hash
+    # would only cost every API request a few milliseconds.
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 class ApiKey(models.Model):

@@ -2,21 +2,52 @@
 
 from __future__ import annotations
 
+import time
+
+from django.conf import settings
 from django.db.models import QuerySet
 
-from tracefoundry.models import ApiKey
-from tracefoundry.services import KEY_PREFIX, hash_key
+from tracefoundry.models import KEY_PREFIX, ApiKey, hash_key
+
+_verified: dict[str, tuple[float, ApiKey]] = {}
+_VERIFIED_LIMIT = 10_000
 
 
 def apikey_for_raw(raw: str) -> ApiKey | None:
-    """The active key matching ``raw``, or None."""
+    """The active key matching ``raw``, or None.
+
+    Verified keys are remembered for TRACEFOUNDRY_API_KEY_CACHE_SECONDS (default 5) so busy
+    agents do not pay a query per request; revoking forgets the key at once in this process,
+    and other processes stop accepting it within that many seconds.
+    """
     if not raw.startswith(KEY_PREFIX) or len(raw) > 200:
         return None
-    return (
+    key_hash = hash_key(raw)
+    now = time.monotonic()
+    hit = _verified.get(key_hash)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    key = (
         ApiKey.objects.select_related("project", "user")
-        .filter(key_hash=hash_key(raw), revoked_at__isnull=True)
+        .filter(key_hash=key_hash, revoked_at__isnull=True)
         .first()
     )
+    ttl = settings.TRACEFOUNDRY_API_KEY_CACHE_SECONDS
+    if key is None or ttl <= 0:
+        _verified.pop(key_hash, None)
+    else:
+        if len(_verified) >= _VERIFIED_LIMIT:
+            _verified.clear()
+        _verified[key_hash] = (now + ttl, key)
+    return key
+
+
+def apikey_forget(key_hash: str | None = None) -> None:
+    """Drop remembered verifications (one key, or all)."""
+    if key_hash is None:
+        _verified.clear()
+    else:
+        _verified.pop(key_hash, None)
 
 
 def apikey_list(*, project_slug: str | None = None) -> QuerySet[ApiKey]:

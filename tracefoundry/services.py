@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,16 +10,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from runs.errors import InvalidInput
-from tracefoundry.models import SCOPES, ApiKey
+from tracefoundry.models import KEY_PREFIX, SCOPES, ApiKey, hash_key
+from tracefoundry.selectors import apikey_forget
 
-KEY_PREFIX = "tf_"
 _TOUCH_EVERY = timedelta(seconds=60)
-
-
-def hash_key(raw: str) -> str:
-    # Keys carry 256 bits of randomness, so one fast hash is enough; a slow password hash
-    # would only cost every API request a few milliseconds.
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -57,6 +50,7 @@ def apikey_revoke(*, key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+    apikey_forget(key.key_hash)
     return key
 
 

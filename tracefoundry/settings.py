@@ -94,6 +94,15 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     _db["TEST"] = {"NAME": env_str("SQLITE_TEST_NAME") or None}
+elif env_bool("DB_POOL", True):
+    # Django's ASGI handler runs each request on a fresh thread, and a connection belongs to a
+    # thread, so persistent connections are never reused there: a pool is.
+    _db["CONN_MAX_AGE"] = 0
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env_int("DB_POOL_MAX_SIZE", 10, minimum=1),
+        "timeout": 10,
+    }
 else:
     _db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
@@ -185,6 +194,7 @@ TRACEFOUNDRY_LATE_EVENT_GRACE_SECONDS = _tf_int("LATE_EVENT_GRACE_SECONDS", 30, 
 TRACEFOUNDRY_RETRY_BASE_SECONDS = _tf_int("RETRY_BASE_SECONDS", 2, 0)
 TRACEFOUNDRY_RETRY_MAX_SECONDS = _tf_int("RETRY_MAX_SECONDS", 600, 0)
 TRACEFOUNDRY_DEFAULT_MAX_ATTEMPTS = _tf_int("DEFAULT_MAX_ATTEMPTS", 3, 1)
+TRACEFOUNDRY_API_KEY_CACHE_SECONDS = _tf_int("API_KEY_CACHE_SECONDS", 5, 0)
 TRACEFOUNDRY_THROTTLE_RATES = {
     "enqueue": env_str("TRACEFOUNDRY_THROTTLE_ENQUEUE", "1200/min"),
     "cancel": env_str("TRACEFOUNDRY_THROTTLE_CANCEL", "600/min"),
@@ -255,5 +265,9 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        # Replace Django's own console handler so each line is printed once, by the root.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.db.backends": {"level": "INFO"},
+    },
 }

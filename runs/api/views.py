@@ -288,10 +288,12 @@ class EventListCreateView(RunScopedView):
         raw_events = [body] if single else body
         worker_id = next((e.get("worker_id") for e in raw_events if isinstance(e, dict)
                           and e.get("worker_id")), None) if isinstance(raw_events, list) else None
-        source = "agent" if access_for(request).api_key is not None else "api"
+        access = access_for(request)
+        # The service checks the run exists (within a key's project) under its row lock, so
+        # the hot path reads the run once.
         result = services.events_append(
-            run_id=self.get_run(run_id).id, events=raw_events, source=source,
-            worker_id=worker_id,
+            run_id=run_id, events=raw_events, worker_id=worker_id, project_id=access.project_id,
+            source="agent" if access.api_key is not None else "api",
         )
         if single and result.accepted:
             return Response(wire.event_dict(result.events[0]), status=status.HTTP_201_CREATED)

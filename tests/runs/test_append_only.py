@@ -32,6 +32,7 @@ def test_admin_offers_no_change_or_delete(client, admin_user, project):
     page = client.get(f"/admin/runs/runevent/{event.pk}/change/")
     assert page.status_code == 200
     assert b'name="_save"' not in page.content
-    assert client.post(f"/admin/runs/runevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    delete = client.post(f"/admin/runs/runevent/{event.pk}/delete/", {"post": "yes"})
+    assert delete.status_code == 403
     assert client.get("/admin/runs/runevent/add/").status_code == 403
     assert RunEvent.objects.filter(pk=event.pk).exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import zstandard
 from django.db import connection
 
 from runs.models import RunEvent
@@ -237,7 +238,7 @@ def test_run_event_limit_drops_and_says_so_once(engineer_client, project, settin
     assert "limit of 20 events" in errors.get().payload["message"]
 
 
-def test_secret_in_payload_is_redacted_before_storage(engineer_client, run):
+def test_secret_in_payload_is_redacted_before_storage(engineer_client, run, payload_dir):
     token = "ghp_" + "R8x2" * 9
     resp = engineer_client.post(url(run), {"type": "tool_call", "payload": {
         "command": f"git clone https://x-access-token:{token}@github.com/acme/repo",
@@ -249,6 +250,11 @@ def test_secret_in_payload_is_redacted_before_storage(engineer_client, run):
     assert token not in resp.content.decode()
     assert "[REDACTED:" in resp.content.decode()
     _assert_absent_from_database(token)
+    blobs = list(payload_dir.rglob("*.zst"))
+    assert blobs, "the long string went to the payload store"
+    for path in blobs:
+        text = zstandard.ZstdDecompressor().decompress(path.read_bytes()).decode()
+        assert token not in text and "[REDACTED:" in text
 
 
 def _assert_absent_from_database(secret: str) -> None:

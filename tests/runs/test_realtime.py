@@ -39,10 +39,9 @@ def test_committed_events_are_broadcast_to_run_and_project(project):
     services.events_append(run_id=run.id, events=[{"type": "note", "payload": {"n": 1}}])
     for channel in (on_run, on_project):
         message = receive(channel)
-        assert message["type"] == "run.events"
+        assert message["type"] == "run.update"
         assert [e["payload"] for e in message["events"]] == [{"n": 1}]
-        snapshot = receive(channel)
-        assert snapshot["type"] == "run.snapshot" and snapshot["run"]["state"] == "running"
+        assert message["run"]["state"] == "running" and message["run"]["event_count"] == 3
 
 
 def test_rolled_back_events_are_never_broadcast(project):

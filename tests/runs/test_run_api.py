@@ -55,8 +55,6 @@ def test_idempotency_key_with_another_body_is_409(engineer_client):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_requests_with_one_key_create_one_run(engineer):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs concurrent writers: PostgreSQL")
     barrier = threading.Barrier(8)
     results = []
 

@@ -38,7 +38,8 @@ def test_bad_values_are_rejected():
 
 def test_check_deploy_passes_in_production():
     result = manage("check", "--deploy", "--fail-level", "WARNING", DEBUG="0",
-                    SECRET_KEY="k" * 64 + "-Production-Secret-Key-123", ALLOWED_HOSTS="tf.example.com")
+                    SECRET_KEY="k" * 64 + "-Production-Secret-Key-123",
+                    ALLOWED_HOSTS="tf.example.com")
     assert result.returncode == 0, result.stderr + result.stdout
 
 
