@@ -52,3 +52,8 @@ def test_env_example_lists_every_setting_read_from_the_environment():
     example = (ROOT / "deploy" / ".env.example").read_text()
     documented = set(re.findall(r"^#?\s*([A-Z_]+)=", example, re.MULTILINE))
     assert names - documented == set(), "undocumented settings"
+
+
+def test_bad_redaction_pattern_stops_start_up():
+    result = manage("check", TRACEFOUNDRY_REDACTION_EXTRA_PATTERNS='{"broken": "(unclosed"}')
+    assert result.returncode != 0 and "payloads.E001" in result.stderr
