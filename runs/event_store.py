@@ -72,7 +72,30 @@ def _table() -> str:
     return connection.ops.quote_name(RunEvent._meta.db_table)
 
 
+def _values(r: EventRow) -> tuple:
+    return (
+        r.event_id, r.run_id, r.step_id, r.seq, r.type, r.level, r.source, r.created_at,
+        r.correlation_id, r.causation_id, r.payload_json, r.payload_bytes, r.truncated, r.late,
+    )
+
+
+# Below this many rows one INSERT … RETURNING (one round trip) beats reserving ids and COPY
+# (three round trips); above it COPY's cheaper per-row cost wins.
+COPY_THRESHOLD = 64
+
+
 def _insert_postgresql(rows: list[EventRow]) -> None:
+    if len(rows) < COPY_THRESHOLD:
+        row_sql = "(" + ", ".join(["%s"] * (len(COLUMNS) - 1)) + ")"
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {_table()} ({', '.join(COLUMNS[1:])}) "
+                f"VALUES {', '.join([row_sql] * len(rows))} RETURNING id",
+                [value for r in rows for value in _values(r)],
+            )
+            for row, (new_id,) in zip(rows, cursor.fetchall(), strict=True):
+                row.id = new_id
+        return
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
@@ -83,11 +106,7 @@ def _insert_postgresql(rows: list[EventRow]) -> None:
         columns = ", ".join(COLUMNS)
         with cursor.cursor.copy(f"COPY {_table()} ({columns}) FROM STDIN") as copy:
             for r in rows:
-                copy.write_row((
-                    r.id, r.event_id, r.run_id, r.step_id, r.seq, r.type, r.level, r.source,
-                    r.created_at, r.correlation_id, r.causation_id, r.payload_json,
-                    r.payload_bytes, r.truncated, r.late,
-                ))
+                copy.write_row((r.id, *_values(r)))
 
 
 def _insert_sqlite(rows: list[EventRow]) -> None:

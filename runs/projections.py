@@ -122,6 +122,18 @@ def apply_event(run: Run, event: RunEvent, steps: dict[str, Step]) -> list[Step]
     return changed
 
 
+def apply_agent_events(run: Run, rows: list) -> None:
+    """``apply_event`` for a batch of agent events at once: they only move the counters."""
+    if not rows:
+        return
+    run.event_count += len(rows)
+    run.error_count += sum(1 for r in rows if r.level == "error")
+    latest = rows[-1].created_at  # a batch shares one timestamp, like apply_event's last call
+    if run.latest_event_at is None or latest > run.latest_event_at:
+        run.latest_event_at = latest
+    run.updated_at = latest
+
+
 def _apply_step_event(run: Run, step: Step, etype: str, payload: dict, at: datetime) -> list[Step]:
     if etype == lc.STEP_CREATED:
         run.steps_total += 1

@@ -38,6 +38,7 @@ from runs.models import Project, Run, RunEvent, RunState, Step, StepState
 from runs.projections import (
     RUN_PROJECTED_FIELDS,
     STEP_PROJECTED_FIELDS,
+    apply_agent_events,
     apply_event,
     reset_run,
     reset_step,
@@ -125,7 +126,7 @@ def _save_projection(run: Run, steps: list[Step], events: list[RunEvent]) -> Non
     realtime.broadcast_on_commit(
         run_id=run.id,
         project_slug=project_slug(run.project_id),
-        events=[wire.event_dict(e) for e in events],
+        events=realtime.live_events(events),
         run=wire.run_snapshot(run),
     )
 
@@ -396,9 +397,13 @@ def events_append(
     source: str = "agent",
     worker_id: str | None = None,
     project_id: int | None = None,
+    from_json: bool = False,
 ) -> AppendResult:
-    """Append agent events (validated all-or-nothing) to a run's stream."""
-    prepared = prepare_events(events, default_source=source)
+    """Append agent events (validated all-or-nothing) to a run's stream.
+
+    ``from_json``: the events were parsed from a JSON body, so they hold JSON types only.
+    """
+    prepared = prepare_events(events, default_source=source, from_json=from_json)
     with transaction.atomic():
         run = _lock_run(run_id, project_id=project_id)
         now = timezone.now()
@@ -415,8 +420,7 @@ def events_append(
         accepted, dropped = prepared[:room], len(prepared) - min(room, len(prepared))
         rows = [_event_row(run, p, seq=run.event_count + i + 1, now=now, late=late)
                 for i, p in enumerate(accepted)]
-        for row in rows:
-            apply_event(run, row, {})
+        apply_agent_events(run, rows)
         if dropped:
             if run.dropped_event_count == 0:
                 rows.append(_limit_reached_event(run, now))
@@ -428,7 +432,7 @@ def events_append(
         run.save(update_fields=AGENT_EVENT_FIELDS)
         realtime.broadcast_on_commit(
             run_id=run.id, project_slug=project_slug(run.project_id),
-            events=[wire.event_dict(e) for e in rows], run=wire.run_snapshot(run),
+            events=realtime.live_events(rows), run=wire.run_snapshot(run),
         )
     return AppendResult(
         run=run, events=rows, accepted=len(accepted), dropped=dropped

@@ -293,7 +293,7 @@ class EventListCreateView(RunScopedView):
         # the hot path reads the run once.
         result = services.events_append(
             run_id=run_id, events=raw_events, worker_id=worker_id, project_id=access.project_id,
-            source="agent" if access.api_key is not None else "api",
+            source="agent" if access.api_key is not None else "api", from_json=True,
         )
         if single and result.accepted:
             return Response(wire.event_dict(result.events[0]), status=status.HTTP_201_CREATED)

@@ -311,3 +311,10 @@ def test_default_and_max_page_size(viewer_client, engineer_client, run):
         engineer_client.post(url(run), [{"type": "note"}] * 1000, format="json")
     assert len(viewer_client.get(url(run)).json()["events"]) == 100
     assert len(viewer_client.get(url(run), {"limit": 1000}).json()["events"]) == 1000
+
+
+def test_nul_characters_from_json_bodies_are_stored_safely(engineer_client, run):
+    body = '{"type": "log", "payload": {"stream": "stdout", "text": "a\\u0000b"}}'
+    resp = engineer_client.generic("POST", url(run), body, content_type="application/json")
+    assert resp.status_code == 201, resp.content
+    assert RunEvent.objects.get(pk=resp.json()["id"]).payload["text"] == "a\ufffdb"

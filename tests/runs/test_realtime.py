@@ -41,7 +41,18 @@ def test_committed_events_are_broadcast_to_run_and_project(project):
         message = receive(channel)
         assert message["type"] == "run.update"
         assert [e["payload"] for e in message["events"]] == [{"n": 1}]
+        assert message["first_id"] == message["last_id"] == message["events"][0]["id"]
         assert message["run"]["state"] == "running" and message["run"]["event_count"] == 3
+
+
+def test_big_batches_travel_as_an_id_range(project):
+    run = RunFactory(state="running")
+    channel = listen(run_group(run.id))
+    result = services.events_append(run_id=run.id, events=[{"type": "note"}] * 500)
+    message = receive(channel)
+    assert message["events"] is None
+    assert (message["first_id"], message["last_id"]) == (result.events[0].id,
+                                                         result.events[-1].id)
 
 
 def test_rolled_back_events_are_never_broadcast(project):
