@@ -15,18 +15,23 @@ from runs import selectors, services, wire
 from runs.api import serializers as s
 from runs.api.filters import RunFilter
 from runs.models import Run
+from tracefoundry.api_schema import ErrorSerializer
 from tracefoundry.pagination import ListCursorPagination
 from tracefoundry.permissions import access_for, allows
 from tracefoundry.roles import Cap
 from tracefoundry.throttling import CancelThrottle, EnqueueThrottle
 
+def error_response(description: str) -> OpenApiResponse:
+    return OpenApiResponse(response=ErrorSerializer, description=description)
+
+
 ERRORS = {
-    400: OpenApiResponse(description="Invalid input"),
-    401: OpenApiResponse(description="Not authenticated"),
-    403: OpenApiResponse(description="Role or key scope does not allow this"),
-    404: OpenApiResponse(description="No such run (or not visible to this key)"),
+    400: error_response("Invalid input"),
+    401: error_response("Not authenticated"),
+    403: error_response("Role or key scope does not allow this"),
+    404: error_response("No such run (or not visible to this key)"),
 }
-CONFLICT = {409: OpenApiResponse(description="Illegal transition; `details.state` is current")}
+CONFLICT = {409: error_response("Illegal transition; `details.state` is current")}
 DEFAULT_PROJECT = "default"
 
 
@@ -80,8 +85,8 @@ class RunListCreateView(generics.GenericAPIView):
         request=s.RunEnqueueSerializer,
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
         responses={201: s.RunSerializer, 200: s.RunSerializer, **ERRORS,
-                   409: OpenApiResponse(description="Idempotency-Key reused with another body"),
-                   429: OpenApiResponse(description="Throttled; see Retry-After")},
+                   409: error_response("Idempotency-Key reused with another body"),
+                   429: error_response("Throttled; see Retry-After")},
         operation_id="runs_enqueue",
     )
     def post(self, request):
@@ -278,8 +283,8 @@ class EventListCreateView(RunScopedView):
             "redacted before storage."
         ),
         responses={201: s.EventBatchResultSerializer, **ERRORS,
-                   409: OpenApiResponse(description="The run has finished"),
-                   413: OpenApiResponse(description="Body too large")},
+                   409: error_response("The run has finished"),
+                   413: error_response("Body too large")},
         operation_id="runs_events_append",
     )
     def post(self, request, run_id: str):
