@@ -21,6 +21,7 @@ from tracefoundry.permissions import access_for, allows
 from tracefoundry.roles import Cap
 from tracefoundry.throttling import CancelThrottle, EnqueueThrottle
 
+
 def error_response(description: str) -> OpenApiResponse:
     return OpenApiResponse(response=ErrorSerializer, description=description)
 
