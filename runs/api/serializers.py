@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from runs.models import Run, RunEvent, Step
+from runs.selectors import EVENT_PAGE_DEFAULT, EVENT_PAGE_MAX
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -135,3 +136,18 @@ class EventBatchResultSerializer(serializers.Serializer):
     dropped = serializers.IntegerField()
     events = serializers.ListField(child=serializers.DictField(), help_text=(
         "`id`, `event_id`, `seq` and `truncated` of each stored event, in order."))
+
+
+class EventQuerySerializer(serializers.Serializer):
+    after_id = serializers.IntegerField(min_value=0, required=False, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=EVENT_PAGE_MAX,
+                                     required=False, default=EVENT_PAGE_DEFAULT)
+    types = serializers.CharField(required=False, default="", allow_blank=True)
+    level = serializers.CharField(required=False, default="", allow_blank=True)
+    step_id = serializers.CharField(required=False, default="", allow_blank=True)
+
+    def validate_level(self, value: str) -> str:
+        bad = [v for v in value.split(",") if v and v not in ("debug", "info", "warn", "error")]
+        if bad:
+            raise serializers.ValidationError(f"unknown level(s): {', '.join(bad)}")
+        return value

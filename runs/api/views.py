@@ -5,7 +5,7 @@ from __future__ import annotations
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import generics, serializers, status
+from rest_framework import generics, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
@@ -227,21 +227,6 @@ class StepActionView(RunScopedView):
         return Response(s.StepSerializer(step).data)
 
 
-class EventQuerySerializer(serializers.Serializer):
-    after_id = serializers.IntegerField(min_value=0, required=False, default=0)
-    limit = serializers.IntegerField(min_value=1, max_value=selectors.EVENT_PAGE_MAX,
-                                     required=False, default=selectors.EVENT_PAGE_DEFAULT)
-    types = serializers.CharField(required=False, default="", allow_blank=True)
-    level = serializers.CharField(required=False, default="", allow_blank=True)
-    step_id = serializers.CharField(required=False, default="", allow_blank=True)
-
-    def validate_level(self, value: str) -> str:
-        bad = [v for v in value.split(",") if v and v not in ("debug", "info", "warn", "error")]
-        if bad:
-            raise serializers.ValidationError(f"unknown level(s): {', '.join(bad)}")
-        return value
-
-
 def _csv(request, name: str) -> list[str]:
     return [v.strip() for raw in request.query_params.getlist(name) for v in raw.split(",")
             if v.strip()]
@@ -265,7 +250,7 @@ class EventListCreateView(RunScopedView):
         operation_id="runs_events_list",
     )
     def get(self, request, run_id: str):
-        query = _validated(EventQuerySerializer, request.query_params)
+        query = _validated(s.EventQuerySerializer, request.query_params)
         run = self.get_run(run_id)
         events, next_after_id = selectors.event_page(
             run=run, after_id=query["after_id"], limit=query["limit"],
