@@ -27,6 +27,9 @@ def demo(project):
     "/admin/runs/project/",
     "/admin/tracefoundry/apikey/",
     "/admin/payloads/payloadblob/",
+    "/admin/traces/trace/",
+    "/admin/traces/trace/?status__exact=error",
+    "/admin/traces/span/?span_type__exact=llm",
     "/admin/auth/user/",
     "/admin/auth/group/",
 ])

@@ -1,0 +1,72 @@
+"""Admin for traces and spans: read-only, with filters and links to the run and the spans."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+
+from traces.models import Span, Trace
+
+
+class ReadOnly:
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class SpanInline(ReadOnly, admin.TabularInline):
+    model = Span
+    extra = 0
+    fields = ["span_id", "parent_span_id", "name", "span_type", "model", "status_code",
+              "duration_ms", "input_tokens", "output_tokens", "cost_usd", "is_retry",
+              "is_timeout"]
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("start_time_unix_nano")[:200]
+
+
+@admin.register(Trace)
+class TraceAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ["trace_id", "root_span_name", "service_name", "environment", "status",
+                    "start_time", "duration_ms", "span_count", "input_tokens", "output_tokens",
+                    "cost_usd", "run_link"]
+    list_filter = ["status", "service_name", "environment", "source", "has_retry",
+                   "has_timeout", "project"]
+    search_fields = ["=trace_id", "root_span_name", "run_id"]
+    date_hierarchy = "start_time"
+    inlines = [SpanInline]
+    show_full_result_count = False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    @admin.display(description="Run")
+    def run_link(self, obj):
+        if not obj.run_id:
+            return "–"
+        url = reverse("admin:runs_run_change", args=[obj.run_id])
+        return format_html('<a href="{}">{}</a>', url, obj.run_id)
+
+
+@admin.register(Span)
+class SpanAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ["span_id", "name", "trace_link", "span_type", "model", "service_name",
+                    "status_code", "duration_ms", "is_retry", "is_timeout"]
+    list_filter = ["span_type", "status_code", "kind", "is_retry", "is_timeout"]
+    search_fields = ["=span_id", "name", "=trace__trace_id", "model", "tool_name"]
+    list_select_related = ["trace"]
+    show_full_result_count = False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Trace")
+    def trace_link(self, obj):
+        url = reverse("admin:traces_trace_change", args=[obj.trace_id])
+        return format_html('<a href="{}">{}</a>', url, obj.trace.trace_id)

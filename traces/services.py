@@ -1,0 +1,212 @@
+"""Writing spans: redaction, GenAI extraction, idempotent upsert, trace summaries.
+
+Re-sending a span updates the same ``(trace, span_id)`` row, so retries of an export are
+harmless and a trace spread over many requests ends in one tree. The summaries of every trace a
+batch touched are recomputed from its spans in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Count, Max, Min, Q, Sum
+from django.utils import timezone
+
+from payloads.redaction import get_redactor
+from runs.models import Project
+from traces.genai import extract
+from traces.models import Span, Trace, TraceSource, TraceStatus
+from traces.otlp_decode import SpanRecord
+
+RUN_ID_ATTRIBUTE = "tracefoundry.run_id"
+SPAN_UPDATE_FIELDS = [
+    "parent_span_id", "name", "kind", "service_name", "start_time_unix_nano",
+    "end_time_unix_nano", "duration_ms", "status_code", "status_message", "attributes", "events",
+    "links", "resource", "scope", "span_type", "model", "input_tokens", "output_tokens",
+    "cost_usd", "tool_name", "is_retry", "is_timeout", "run_id", "received_at",
+]
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+    trace_ids: list[str] = field(default_factory=list)
+
+
+def _redacted(record: SpanRecord, redactor) -> SpanRecord:
+    record.attributes = redactor.value(record.attributes)
+    record.resource = redactor.value(record.resource)
+    record.events = redactor.value(record.events)
+    record.links = redactor.value(record.links)
+    record.name = redactor.text(record.name)
+    record.status_message = redactor.text(record.status_message)
+    return record
+
+
+def _span_row(record: SpanRecord, trace_pk: int, now: datetime) -> Span:
+    genai = extract(
+        name=record.name, kind=record.kind, attributes=record.attributes, events=record.events,
+        status_code=record.status_code, status_message=record.status_message,
+    )
+    return Span(
+        trace_id=trace_pk, span_id=record.span_id, parent_span_id=record.parent_span_id,
+        name=record.name, kind=record.kind, service_name=record.service_name,
+        start_time_unix_nano=record.start_ns, end_time_unix_nano=record.end_ns,
+        duration_ms=(record.end_ns - record.start_ns) / 1e6, status_code=record.status_code,
+        status_message=record.status_message, attributes=record.attributes,
+        events=record.events, links=record.links, resource=record.resource,
+        scope=record.scope, span_type=genai.span_type, model=genai.model[:200],
+        input_tokens=genai.input_tokens, output_tokens=genai.output_tokens,
+        cost_usd=genai.cost_usd, tool_name=genai.tool_name[:256], is_retry=genai.is_retry,
+        is_timeout=genai.is_timeout,
+        run_id=str(record.attributes.get(RUN_ID_ATTRIBUTE, "") or "")[:40], received_at=now,
+    )
+
+
+def spans_ingest(
+    *, project: Project, records: list[SpanRecord], source: str = TraceSource.OTLP
+) -> IngestResult:
+    """Store ``records`` for ``project``; spans of another project's trace are rejected."""
+    result = IngestResult()
+    if not records:
+        return result
+    redactor = get_redactor()
+    records = [_redacted(r, redactor) for r in records]
+    now = timezone.now()
+    trace_ids = sorted({r.trace_id for r in records})
+    with transaction.atomic():
+        Trace.objects.bulk_create(
+            [Trace(trace_id=t, project=project, source=source, created_at=now, updated_at=now)
+             for t in trace_ids],
+            update_conflicts=True, unique_fields=["trace_id"], update_fields=["updated_at"],
+        )
+        owners = dict(
+            Trace.objects.filter(trace_id__in=trace_ids).values_list("trace_id", "pk")
+        )
+        foreign = set(
+            Trace.objects.filter(trace_id__in=trace_ids)
+            .exclude(project=project).values_list("trace_id", flat=True)
+        )
+        rows: dict[tuple[int, str], Span] = {}
+        for record in records:
+            if record.trace_id in foreign:
+                result.rejected += 1
+                _note(result, "trace belongs to another project")
+                continue
+            row = _span_row(record, owners[record.trace_id], now)
+            rows[(row.trace_id, row.span_id)] = row  # the last copy of a duplicate wins
+        Span.objects.bulk_create(
+            list(rows.values()), update_conflicts=True, unique_fields=["trace", "span_id"],
+            update_fields=SPAN_UPDATE_FIELDS, batch_size=500,
+        )
+        touched = sorted({owners[t] for t in trace_ids if t not in foreign})
+        trace_summaries_refresh(trace_pks=touched)
+    result.accepted = len(records) - result.rejected
+    result.trace_ids = [t for t in trace_ids if t not in foreign]
+    return result
+
+
+def _note(result: IngestResult, reason: str) -> None:
+    if reason not in result.reasons:
+        result.reasons.append(reason)
+
+
+def _to_dt(ns: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC) if ns else None
+
+
+def trace_summaries_refresh(*, trace_pks: list[int]) -> None:
+    """Recompute the summary columns of these traces from their spans (a few queries in all)."""
+    if not trace_pks:
+        return
+    stats = {
+        row["trace_id"]: row
+        for row in Span.objects.filter(trace_id__in=trace_pks).values("trace_id").annotate(
+            n=Count("id"),
+            errors=Count("id", filter=Q(status_code="error")),
+            oks=Count("id", filter=Q(status_code="ok")),
+            retries=Count("id", filter=Q(is_retry=True)),
+            timeouts=Count("id", filter=Q(is_timeout=True)),
+            start=Min("start_time_unix_nano"),
+            end=Max("end_time_unix_nano"),
+            # Agent and chain spans may repeat the usage of the LLM calls under them, so the
+            # totals count LLM spans, and fall back to all spans only when no LLM span has any.
+            llm_in=Sum("input_tokens", filter=Q(span_type="llm")),
+            llm_out=Sum("output_tokens", filter=Q(span_type="llm")),
+            llm_cost=Sum("cost_usd", filter=Q(span_type="llm")),
+            tokens_in=Sum("input_tokens"),
+            tokens_out=Sum("output_tokens"),
+            cost=Sum("cost_usd"),
+            run=Max("run_id"),
+        )
+    }
+    roots: dict[int, Span] = {}
+    for span in (
+        Span.objects.filter(trace_id__in=trace_pks, parent_span_id="")
+        .only("trace_id", "name", "service_name", "resource", "start_time_unix_nano")
+        .order_by("start_time_unix_nano")
+    ):
+        roots.setdefault(span.trace_id, span)
+    models: dict[int, set[str]] = {}
+    tools: dict[int, set[str]] = {}
+    for trace_pk, model, tool in (
+        Span.objects.filter(trace_id__in=trace_pks)
+        .filter(~Q(model="") | ~Q(tool_name=""))
+        .values_list("trace_id", "model", "tool_name").distinct()
+    ):
+        if model:
+            models.setdefault(trace_pk, set()).add(model)
+        if tool:
+            tools.setdefault(trace_pk, set()).add(tool)
+    traces = list(Trace.objects.filter(pk__in=trace_pks))
+    first_span = _first_spans(trace_pks, roots)
+    for trace in traces:
+        s = stats.get(trace.pk)
+        if s is None:
+            continue
+        root = roots.get(trace.pk) or first_span.get(trace.pk)
+        trace.span_count = s["n"]
+        trace.error_count = s["errors"]
+        trace.status = (TraceStatus.ERROR if s["errors"] else
+                        TraceStatus.OK if s["oks"] else TraceStatus.UNSET)
+        trace.start_time, trace.end_time = _to_dt(s["start"]), _to_dt(s["end"])
+        trace.duration_ms = (s["end"] - s["start"]) / 1e6
+        llm = s["llm_in"] is not None or s["llm_out"] is not None
+        trace.input_tokens = (s["llm_in"] if llm else s["tokens_in"]) or 0
+        trace.output_tokens = (s["llm_out"] if llm else s["tokens_out"]) or 0
+        trace.cost_usd = (s["llm_cost"] if s["llm_cost"] is not None else s["cost"]) or Decimal(0)
+        trace.has_retry, trace.has_timeout = s["retries"] > 0, s["timeouts"] > 0
+        trace.run_id = s["run"] or ""
+        trace.models = sorted(models.get(trace.pk, ()))
+        trace.tools = sorted(tools.get(trace.pk, ()))
+        if root is not None:
+            trace.root_span_name = root.name
+            trace.service_name = root.service_name
+            env = root.resource.get("deployment.environment.name",
+                                    root.resource.get("deployment.environment", ""))
+            trace.environment = str(env)[:128]
+    Trace.objects.bulk_update(traces, [
+        "span_count", "error_count", "status", "start_time", "end_time", "duration_ms",
+        "input_tokens", "output_tokens", "cost_usd", "has_retry", "has_timeout", "run_id",
+        "models", "tools", "root_span_name", "service_name", "environment",
+    ])
+
+
+def _first_spans(trace_pks: list[int], roots: dict[int, Span]) -> dict[int, Span]:
+    """For traces whose root has not arrived yet, their earliest span stands in."""
+    missing = [pk for pk in trace_pks if pk not in roots]
+    found: dict[int, Span] = {}
+    if not missing:
+        return found
+    for span in (
+        Span.objects.filter(trace_id__in=missing)
+        .only("trace_id", "name", "service_name", "resource", "start_time_unix_nano")
+        .order_by("start_time_unix_nano")
+    ):
+        found.setdefault(span.trace_id, span)
+    return found
