@@ -24,11 +24,15 @@ class PayloadBlob(models.Model):
 
 
 class PayloadRef(models.Model):
-    """Links a blob to the run event (and later, span) that carried it, with the value's role."""
+    """Links a blob to the run event or span that carried it, with the value's role."""
 
     blob = models.ForeignKey(PayloadBlob, on_delete=models.CASCADE, related_name="refs")
     run_event = models.ForeignKey(
         "runs.RunEvent", on_delete=models.CASCADE, null=True, blank=True,
+        related_name="payload_refs",
+    )
+    span = models.ForeignKey(
+        "traces.Span", on_delete=models.CASCADE, null=True, blank=True,
         related_name="payload_refs",
     )
     role = models.CharField(max_length=32)

@@ -18,6 +18,12 @@ from runs.ids import new_run_id, new_step_id
 class Project(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
+    redaction_policy = models.CharField(
+        max_length=16, blank=True, default="",
+        choices=[("", "default (TRACEFOUNDRY_REDACTION)"), ("standard", "standard"),
+                 ("strict", "strict"), ("off", "off")],
+        help_text="Overrides the server-wide redaction policy for this project's data.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -320,6 +320,17 @@ def run_cancel(
     return run
 
 
+def run_link_trace(*, run_id: str, trace_id: str, project_id: int) -> bool:
+    """Record the trace of a run (from spans carrying ``tracefoundry.run_id``).
+
+    The first trace wins; runs of other projects are never touched. The link is metadata
+    about the run, not part of its lifecycle, so it adds no event to the stream.
+    """
+    return bool(
+        Run.objects.filter(pk=run_id, project_id=project_id, trace_id="").update(trace_id=trace_id)
+    )
+
+
 # --- steps ----------------------------------------------------------------------
 
 def step_create(

@@ -15,11 +15,15 @@ from django.db import transaction
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
+from payloads.allowlist import keep_allowed
+from payloads.models import PayloadRef
 from payloads.redaction import get_redactor
 from runs.models import Project
-from traces.genai import extract
+from runs.services import run_link_trace
+from traces.genai import GenAI, extract
 from traces.models import Span, Trace, TraceSource, TraceStatus
 from traces.otlp_decode import SpanRecord
+from traces.span_payloads import SpanBlob, externalize
 
 RUN_ID_ATTRIBUTE = "tracefoundry.run_id"
 SPAN_UPDATE_FIELDS = [
@@ -38,21 +42,47 @@ class IngestResult:
     trace_ids: list[str] = field(default_factory=list)
 
 
-def _redacted(record: SpanRecord, redactor) -> SpanRecord:
+@dataclass
+class _Prepared:
+    record: SpanRecord
+    genai: GenAI
+    run_id: str
+    blobs: list[SpanBlob]
+
+
+def _prepare(record: SpanRecord, redactor) -> _Prepared:
+    """Redact, extract GenAI fields, apply the strict allowlist, move big values to blobs.
+
+    Runs before the ingest transaction: blob writes and regex work never hold row locks.
+    """
     record.attributes = redactor.value(record.attributes)
     record.resource = redactor.value(record.resource)
     record.events = redactor.value(record.events)
     record.links = redactor.value(record.links)
     record.name = redactor.text(record.name)
     record.status_message = redactor.text(record.status_message)
-    return record
-
-
-def _span_row(record: SpanRecord, trace_pk: int, now: datetime) -> Span:
     genai = extract(
         name=record.name, kind=record.kind, attributes=record.attributes, events=record.events,
         status_code=record.status_code, status_message=record.status_message,
     )
+    run_id = str(record.attributes.get(RUN_ID_ATTRIBUTE, "") or "")[:40]
+    if redactor.policy == "strict":
+        record.attributes = keep_allowed(record.attributes)
+        record.resource = keep_allowed(record.resource)
+        for item in (*record.events, *record.links):
+            item["attributes"] = keep_allowed(item.get("attributes") or {})
+    blobs: list[SpanBlob] = []
+    record.attributes = externalize(record.attributes, path="attributes",
+                                    mode=redactor.policy, blobs=blobs)
+    for i, event in enumerate(record.events):
+        event["attributes"] = externalize(event.get("attributes") or {},
+                                          path=f"events/{i}/attributes",
+                                          mode=redactor.policy, blobs=blobs)
+    return _Prepared(record=record, genai=genai, run_id=run_id, blobs=blobs)
+
+
+def _span_row(prepared: _Prepared, trace_pk: int, now: datetime) -> Span:
+    record, genai = prepared.record, prepared.genai
     return Span(
         trace_id=trace_pk, span_id=record.span_id, parent_span_id=record.parent_span_id,
         name=record.name, kind=record.kind, service_name=record.service_name,
@@ -64,7 +94,7 @@ def _span_row(record: SpanRecord, trace_pk: int, now: datetime) -> Span:
         input_tokens=genai.input_tokens, output_tokens=genai.output_tokens,
         cost_usd=genai.cost_usd, tool_name=genai.tool_name[:256], is_retry=genai.is_retry,
         is_timeout=genai.is_timeout,
-        run_id=str(record.attributes.get(RUN_ID_ATTRIBUTE, "") or "")[:40], received_at=now,
+        run_id=prepared.run_id, received_at=now,
     )
 
 
@@ -75,8 +105,8 @@ def spans_ingest(
     result = IngestResult()
     if not records:
         return result
-    redactor = get_redactor()
-    records = [_redacted(r, redactor) for r in records]
+    redactor = get_redactor(project.redaction_policy or None)
+    prepared = [_prepare(r, redactor) for r in records]
     now = timezone.now()
     trace_ids = sorted({r.trace_id for r in records})
     with transaction.atomic():
@@ -92,23 +122,40 @@ def spans_ingest(
             Trace.objects.filter(trace_id__in=trace_ids)
             .exclude(project=project).values_list("trace_id", flat=True)
         )
-        rows: dict[tuple[int, str], Span] = {}
-        for record in records:
-            if record.trace_id in foreign:
+        rows: dict[tuple[int, str], tuple[Span, _Prepared]] = {}
+        for item in prepared:
+            if item.record.trace_id in foreign:
                 result.rejected += 1
                 _note(result, "trace belongs to another project")
                 continue
-            row = _span_row(record, owners[record.trace_id], now)
-            rows[(row.trace_id, row.span_id)] = row  # the last copy of a duplicate wins
+            row = _span_row(item, owners[item.record.trace_id], now)
+            rows[(row.trace_id, row.span_id)] = (row, item)  # the last copy of a duplicate wins
         Span.objects.bulk_create(
-            list(rows.values()), update_conflicts=True, unique_fields=["trace", "span_id"],
-            update_fields=SPAN_UPDATE_FIELDS, batch_size=500,
+            [row for row, _ in rows.values()], update_conflicts=True,
+            unique_fields=["trace", "span_id"], update_fields=SPAN_UPDATE_FIELDS, batch_size=500,
         )
+        _save_span_payload_refs(list(rows.values()))
         touched = sorted({owners[t] for t in trace_ids if t not in foreign})
         trace_summaries_refresh(trace_pks=touched)
+        for run_id, trace_id in sorted({(i.run_id, i.record.trace_id) for _, i in rows.values()
+                                        if i.run_id}):
+            run_link_trace(run_id=run_id, trace_id=trace_id, project_id=project.pk)
     result.accepted = len(records) - result.rejected
     result.trace_ids = [t for t in trace_ids if t not in foreign]
     return result
+
+
+def _save_span_payload_refs(rows: list[tuple[Span, _Prepared]]) -> None:
+    """Point PayloadRef rows at the (re-)sent spans; a re-send replaces the old refs."""
+    with_blobs = [(row, item) for row, item in rows if item.blobs]
+    span_pks = [row.pk for row, _ in rows if row.pk is not None]
+    if not with_blobs and not span_pks:
+        return
+    PayloadRef.objects.filter(span_id__in=span_pks).delete()
+    PayloadRef.objects.bulk_create([
+        PayloadRef(blob_id=b.sha256, span_id=row.pk, role=b.role, json_path=b.json_path[:512])
+        for row, item in with_blobs for b in item.blobs
+    ])
 
 
 def _note(result: IngestResult, reason: str) -> None:

@@ -1,0 +1,88 @@
+"""Moving large span attribute values into the payload store.
+
+A value over TRACEFOUNDRY_SPAN_INLINE_LIMIT bytes (prompts, completions, ``input.value``,
+``output.value``, tool arguments and results, big span-event attributes) is stored once as a
+content-addressed blob; the span keeps a short preview under the original key and the blob's
+address under ``tracefoundry.payload.<role>_ref``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from payloads.store import payload_store
+from runs.envelope import PREVIEW_CHARS, dumps
+
+REF_PREFIX = "tracefoundry.payload."
+_ROLE_BY_KEY = {
+    "input.value": "input",
+    "output.value": "output",
+    "gen_ai.prompt": "prompt",
+    "gen_ai.completion": "completion",
+    "gen_ai.input.messages": "prompt",
+    "gen_ai.output.messages": "completion",
+    "gen_ai.system_instructions": "prompt",
+    "llm.prompts": "prompt",
+    "llm.input_messages": "prompt",
+    "llm.output_messages": "completion",
+    "gen_ai.tool.call.arguments": "tool_args",
+    "gen_ai.tool.call.result": "tool_result",
+    "tool.parameters": "tool_args",
+    "tool.output": "tool_result",
+}
+
+
+@dataclass(frozen=True)
+class SpanBlob:
+    sha256: str
+    role: str
+    json_path: str
+
+
+def role_for(key: str) -> str:
+    """The payload role of an attribute: exact names first, then their indexed forms
+    (``gen_ai.prompt.0.content`` is a prompt)."""
+    if key in _ROLE_BY_KEY:
+        return _ROLE_BY_KEY[key]
+    for name, role in _ROLE_BY_KEY.items():
+        if key.startswith(name + "."):
+            return role
+    return "attribute"
+
+
+def _size(value) -> tuple[bytes | None, str]:
+    if isinstance(value, str):
+        return (value.encode("utf-8") if len(value) * 4 > _limit() else None,
+                "text/plain; charset=utf-8")
+    if isinstance(value, list | dict):
+        text = dumps(value)
+        return (text.encode("utf-8") if len(text) * 4 > _limit() else None, "application/json")
+    return None, ""
+
+
+def _limit() -> int:
+    return settings.TRACEFOUNDRY_SPAN_INLINE_LIMIT
+
+
+def externalize(attributes: dict, *, path: str, mode: str,
+                blobs: list[SpanBlob]) -> dict:
+    """Return ``attributes`` with oversize values replaced by a preview plus a ref attribute."""
+    out = None
+    for key, value in attributes.items():
+        data, content_type = _size(value)
+        if data is None or len(data) <= _limit():
+            continue
+        if out is None:
+            out = dict(attributes)
+        stored = payload_store(data=data, content_type=content_type, redaction_mode=mode)
+        role = role_for(key)
+        ref_key = f"{REF_PREFIX}{role}_ref"
+        if ref_key in out:  # two values of one role: name the ref after the attribute instead
+            ref_key = f"{REF_PREFIX}{key}_ref"
+        preview = value if isinstance(value, str) else dumps(value)
+        out[key] = preview[:PREVIEW_CHARS] + "…"
+        out[ref_key] = stored.ref
+        blobs.append(SpanBlob(sha256=stored.sha256, role=role, json_path=f"{path}/{key}"))
+    return attributes if out is None else out
