@@ -24,14 +24,9 @@ from traces.genai import GenAI, extract
 from traces.models import Span, Trace, TraceSource, TraceStatus
 from traces.otlp_decode import SpanRecord
 from traces.span_payloads import SpanBlob, externalize
+from traces.span_store import spans_upsert, traces_update
 
 RUN_ID_ATTRIBUTE = "tracefoundry.run_id"
-SPAN_UPDATE_FIELDS = [
-    "parent_span_id", "name", "kind", "service_name", "start_time_unix_nano",
-    "end_time_unix_nano", "duration_ms", "status_code", "status_message", "attributes", "events",
-    "links", "resource", "scope", "span_type", "model", "input_tokens", "output_tokens",
-    "cost_usd", "tool_name", "is_retry", "is_timeout", "run_id", "received_at",
-]
 
 
 @dataclass
@@ -50,13 +45,18 @@ class _Prepared:
     blobs: list[SpanBlob]
 
 
-def _prepare(record: SpanRecord, redactor) -> _Prepared:
+def _prepare(record: SpanRecord, redactor, shared: dict[int, dict]) -> _Prepared:
     """Redact, extract GenAI fields, apply the strict allowlist, move big values to blobs.
 
     Runs before the ingest transaction: blob writes and regex work never hold row locks.
+    ``shared`` remembers resources already redacted: all spans of an OTLP resource share one.
     """
     record.attributes = redactor.value(record.attributes)
-    record.resource = redactor.value(record.resource)
+    key = id(record.resource)
+    if key not in shared:
+        resource = redactor.value(record.resource)
+        shared[key] = keep_allowed(resource) if redactor.policy == "strict" else resource
+    record.resource = shared[key]
     record.events = redactor.value(record.events)
     record.links = redactor.value(record.links)
     record.name = redactor.text(record.name)
@@ -68,7 +68,6 @@ def _prepare(record: SpanRecord, redactor) -> _Prepared:
     run_id = str(record.attributes.get(RUN_ID_ATTRIBUTE, "") or "")[:40]
     if redactor.policy == "strict":
         record.attributes = keep_allowed(record.attributes)
-        record.resource = keep_allowed(record.resource)
         for item in (*record.events, *record.links):
             item["attributes"] = keep_allowed(item.get("attributes") or {})
     blobs: list[SpanBlob] = []
@@ -81,21 +80,22 @@ def _prepare(record: SpanRecord, redactor) -> _Prepared:
     return _Prepared(record=record, genai=genai, run_id=run_id, blobs=blobs)
 
 
-def _span_row(prepared: _Prepared, trace_pk: int, now: datetime) -> Span:
+def _span_values(prepared: _Prepared, trace_pk: int, now: datetime) -> dict:
     record, genai = prepared.record, prepared.genai
-    return Span(
-        trace_id=trace_pk, span_id=record.span_id, parent_span_id=record.parent_span_id,
-        name=record.name, kind=record.kind, service_name=record.service_name,
-        start_time_unix_nano=record.start_ns, end_time_unix_nano=record.end_ns,
-        duration_ms=(record.end_ns - record.start_ns) / 1e6, status_code=record.status_code,
-        status_message=record.status_message, attributes=record.attributes,
-        events=record.events, links=record.links, resource=record.resource,
-        scope=record.scope, span_type=genai.span_type, model=genai.model[:200],
-        input_tokens=genai.input_tokens, output_tokens=genai.output_tokens,
-        cost_usd=genai.cost_usd, tool_name=genai.tool_name[:256], is_retry=genai.is_retry,
-        is_timeout=genai.is_timeout,
-        run_id=prepared.run_id, received_at=now,
-    )
+    return {
+        "trace_id": trace_pk, "span_id": record.span_id,
+        "parent_span_id": record.parent_span_id, "name": record.name, "kind": record.kind,
+        "service_name": record.service_name, "start_time_unix_nano": record.start_ns,
+        "end_time_unix_nano": record.end_ns,
+        "duration_ms": (record.end_ns - record.start_ns) / 1e6,
+        "status_code": record.status_code, "status_message": record.status_message,
+        "attributes": record.attributes, "events": record.events, "links": record.links,
+        "resource": record.resource, "scope": record.scope, "span_type": genai.span_type,
+        "model": genai.model[:200], "input_tokens": genai.input_tokens,
+        "output_tokens": genai.output_tokens, "cost_usd": genai.cost_usd,
+        "tool_name": genai.tool_name[:256], "is_retry": genai.is_retry,
+        "is_timeout": genai.is_timeout, "run_id": prepared.run_id, "received_at": now,
+    }
 
 
 def spans_ingest(
@@ -106,7 +106,8 @@ def spans_ingest(
     if not records:
         return result
     redactor = get_redactor(project.redaction_policy or None)
-    prepared = [_prepare(r, redactor) for r in records]
+    shared: dict[int, dict] = {}
+    prepared = [_prepare(r, redactor, shared) for r in records]
     now = timezone.now()
     trace_ids = sorted({r.trace_id for r in records})
     with transaction.atomic():
@@ -122,21 +123,19 @@ def spans_ingest(
             Trace.objects.filter(trace_id__in=trace_ids)
             .exclude(project=project).values_list("trace_id", flat=True)
         )
-        rows: dict[tuple[int, str], tuple[Span, _Prepared]] = {}
+        rows: dict[tuple[int, str], tuple[dict, _Prepared]] = {}
         for item in prepared:
             if item.record.trace_id in foreign:
                 result.rejected += 1
                 _note(result, "trace belongs to another project")
                 continue
-            row = _span_row(item, owners[item.record.trace_id], now)
-            rows[(row.trace_id, row.span_id)] = (row, item)  # the last copy of a duplicate wins
-        Span.objects.bulk_create(
-            [row for row, _ in rows.values()], update_conflicts=True,
-            unique_fields=["trace", "span_id"], update_fields=SPAN_UPDATE_FIELDS, batch_size=500,
-        )
-        _save_span_payload_refs(list(rows.values()))
+            trace_pk = owners[item.record.trace_id]
+            # The last copy of a span sent twice in one batch wins.
+            rows[(trace_pk, item.record.span_id)] = (_span_values(item, trace_pk, now), item)
+        ids = spans_upsert([values for values, _ in rows.values()])
+        _save_span_payload_refs([(ids[key], item) for key, (_, item) in rows.items()])
         touched = sorted({owners[t] for t in trace_ids if t not in foreign})
-        trace_summaries_refresh(trace_pks=touched)
+        trace_summaries_refresh(trace_pks=touched, now=now)
         for run_id, trace_id in sorted({(i.run_id, i.record.trace_id) for _, i in rows.values()
                                         if i.run_id}):
             run_link_trace(run_id=run_id, trace_id=trace_id, project_id=project.pk)
@@ -145,16 +144,12 @@ def spans_ingest(
     return result
 
 
-def _save_span_payload_refs(rows: list[tuple[Span, _Prepared]]) -> None:
+def _save_span_payload_refs(spans: list[tuple[int, _Prepared]]) -> None:
     """Point PayloadRef rows at the (re-)sent spans; a re-send replaces the old refs."""
-    with_blobs = [(row, item) for row, item in rows if item.blobs]
-    span_pks = [row.pk for row, _ in rows if row.pk is not None]
-    if not with_blobs and not span_pks:
-        return
-    PayloadRef.objects.filter(span_id__in=span_pks).delete()
+    PayloadRef.objects.filter(span_id__in=[pk for pk, _ in spans]).delete()
     PayloadRef.objects.bulk_create([
-        PayloadRef(blob_id=b.sha256, span_id=row.pk, role=b.role, json_path=b.json_path[:512])
-        for row, item in with_blobs for b in item.blobs
+        PayloadRef(blob_id=b.sha256, span_id=pk, role=b.role, json_path=b.json_path[:512])
+        for pk, item in spans for b in item.blobs
     ])
 
 
@@ -167,7 +162,7 @@ def _to_dt(ns: int | None) -> datetime | None:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC) if ns else None
 
 
-def trace_summaries_refresh(*, trace_pks: list[int]) -> None:
+def trace_summaries_refresh(*, trace_pks: list[int], now: datetime | None = None) -> None:
     """Recompute the summary columns of these traces from their spans (a few queries in all)."""
     if not trace_pks:
         return
@@ -210,38 +205,39 @@ def trace_summaries_refresh(*, trace_pks: list[int]) -> None:
             models.setdefault(trace_pk, set()).add(model)
         if tool:
             tools.setdefault(trace_pk, set()).add(tool)
-    traces = list(Trace.objects.filter(pk__in=trace_pks))
     first_span = _first_spans(trace_pks, roots)
-    for trace in traces:
-        s = stats.get(trace.pk)
-        if s is None:
+    summaries: dict[int, dict] = {}
+    for pk in trace_pks:
+        s = stats.get(pk)
+        root = roots.get(pk) or first_span.get(pk)
+        if s is None or root is None:
             continue
-        root = roots.get(trace.pk) or first_span.get(trace.pk)
-        trace.span_count = s["n"]
-        trace.error_count = s["errors"]
-        trace.status = (TraceStatus.ERROR if s["errors"] else
-                        TraceStatus.OK if s["oks"] else TraceStatus.UNSET)
-        trace.start_time, trace.end_time = _to_dt(s["start"]), _to_dt(s["end"])
-        trace.duration_ms = (s["end"] - s["start"]) / 1e6
         llm = s["llm_in"] is not None or s["llm_out"] is not None
-        trace.input_tokens = (s["llm_in"] if llm else s["tokens_in"]) or 0
-        trace.output_tokens = (s["llm_out"] if llm else s["tokens_out"]) or 0
-        trace.cost_usd = (s["llm_cost"] if s["llm_cost"] is not None else s["cost"]) or Decimal(0)
-        trace.has_retry, trace.has_timeout = s["retries"] > 0, s["timeouts"] > 0
-        trace.run_id = s["run"] or ""
-        trace.models = sorted(models.get(trace.pk, ()))
-        trace.tools = sorted(tools.get(trace.pk, ()))
-        if root is not None:
-            trace.root_span_name = root.name
-            trace.service_name = root.service_name
-            env = root.resource.get("deployment.environment.name",
-                                    root.resource.get("deployment.environment", ""))
-            trace.environment = str(env)[:128]
-    Trace.objects.bulk_update(traces, [
-        "span_count", "error_count", "status", "start_time", "end_time", "duration_ms",
-        "input_tokens", "output_tokens", "cost_usd", "has_retry", "has_timeout", "run_id",
-        "models", "tools", "root_span_name", "service_name", "environment",
-    ])
+        env = root.resource.get("deployment.environment.name",
+                                root.resource.get("deployment.environment", ""))
+        summaries[pk] = {
+            "span_count": s["n"],
+            "error_count": s["errors"],
+            "status": (TraceStatus.ERROR if s["errors"] else
+                       TraceStatus.OK if s["oks"] else TraceStatus.UNSET),
+            "start_time": _to_dt(s["start"]),
+            "end_time": _to_dt(s["end"]),
+            "duration_ms": (s["end"] - s["start"]) / 1e6,
+            "input_tokens": (s["llm_in"] if llm else s["tokens_in"]) or 0,
+            "output_tokens": (s["llm_out"] if llm else s["tokens_out"]) or 0,
+            "cost_usd": (s["llm_cost"] if s["llm_cost"] is not None else s["cost"])
+            or Decimal(0),
+            "has_retry": s["retries"] > 0,
+            "has_timeout": s["timeouts"] > 0,
+            "run_id": s["run"] or "",
+            "models": sorted(models.get(pk, ())),
+            "tools": sorted(tools.get(pk, ())),
+            "root_span_name": root.name,
+            "service_name": root.service_name,
+            "environment": str(env)[:128],
+            "updated_at": now or timezone.now(),
+        }
+    traces_update(summaries)
 
 
 def _first_spans(trace_pks: list[int], roots: dict[int, Span]) -> dict[int, Span]:

@@ -52,27 +52,28 @@ def role_for(key: str) -> str:
     return "attribute"
 
 
-def _size(value) -> tuple[bytes | None, str]:
+def _oversize(value, limit: int) -> tuple[bytes | None, str]:
+    """The value's bytes when they exceed ``limit`` (a string of n characters is at most 4n
+    UTF-8 bytes, so short strings, by far the most common case, are never encoded)."""
     if isinstance(value, str):
-        return (value.encode("utf-8") if len(value) * 4 > _limit() else None,
-                "text/plain; charset=utf-8")
+        if len(value) * 4 <= limit:
+            return None, ""
+        data = value.encode("utf-8")
+        return (data if len(data) > limit else None), "text/plain; charset=utf-8"
     if isinstance(value, list | dict):
-        text = dumps(value)
-        return (text.encode("utf-8") if len(text) * 4 > _limit() else None, "application/json")
+        data = dumps(value).encode("utf-8")
+        return (data if len(data) > limit else None), "application/json"
     return None, ""
-
-
-def _limit() -> int:
-    return settings.TRACEFOUNDRY_SPAN_INLINE_LIMIT
 
 
 def externalize(attributes: dict, *, path: str, mode: str,
                 blobs: list[SpanBlob]) -> dict:
     """Return ``attributes`` with oversize values replaced by a preview plus a ref attribute."""
+    limit = settings.TRACEFOUNDRY_SPAN_INLINE_LIMIT
     out = None
     for key, value in attributes.items():
-        data, content_type = _size(value)
-        if data is None or len(data) <= _limit():
+        data, content_type = _oversize(value, limit)
+        if data is None:
             continue
         if out is None:
             out = dict(attributes)
