@@ -43,10 +43,9 @@ def payload_store(*, data: bytes, content_type: str, redaction_mode: str) -> Sto
     if PayloadBlob.objects.filter(sha256=sha256).exists():
         return stored
     compressed = zstandard.ZstdCompressor(level=_COMPRESSION_LEVEL).compress(data)
-    storage = storages["payloads"]
-    key = blob_storage_key(sha256)
-    if not storage.exists(key):
-        key = storage.save(key, ContentFile(compressed))
+    # Always (re)write the file when there is no row: a file left by a rolled-back writer, or
+    # one that retention is deleting right now, must not be trusted to still be there.
+    key = storages["payloads"].save(blob_storage_key(sha256), ContentFile(compressed))
     try:
         with transaction.atomic():
             PayloadBlob.objects.create(

@@ -33,7 +33,7 @@ def _isolated_settings(settings, tmp_path):
         **settings.STORAGES,
         "payloads": {
             "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(tmp_path / "payloads")},
+            "OPTIONS": {"location": str(tmp_path / "payloads"), "allow_overwrite": True},
         },
     }
     settings.TRACEFOUNDRY_THROTTLE_RATES = {"enqueue": None, "cancel": None, "ingest": None}

@@ -153,7 +153,46 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Payload storage -------------------------------------------------------------------------
+# filesystem (default): blobs under TRACEFOUNDRY_PAYLOAD_DIR. s3: any S3-compatible object store
+# (AWS S3, MinIO, Ceph, R2…) through django-storages. S3 credentials are never settings: boto3
+# reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) from the environment,
+# or its default chain (instance/task role, ~/.aws) when they are unset.
+TRACEFOUNDRY_PAYLOAD_STORAGE = env_choice(
+    "TRACEFOUNDRY_PAYLOAD_STORAGE", "filesystem", ("filesystem", "s3")
+)
 TRACEFOUNDRY_PAYLOAD_DIR = Path(env_str("TRACEFOUNDRY_PAYLOAD_DIR", str(BASE_DIR / "payloads")))
+if TRACEFOUNDRY_PAYLOAD_STORAGE == "s3":
+    _s3_bucket = env_str("TRACEFOUNDRY_S3_BUCKET")
+    if not _s3_bucket:
+        raise ImproperlyConfigured(
+            "TRACEFOUNDRY_S3_BUCKET must be set when TRACEFOUNDRY_PAYLOAD_STORAGE=s3"
+        )
+    _s3_endpoint = env_str("TRACEFOUNDRY_S3_ENDPOINT_URL") or None
+    _payload_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": _s3_bucket,
+            "endpoint_url": _s3_endpoint,
+            "region_name": env_str("TRACEFOUNDRY_S3_REGION") or None,
+            "location": env_str("TRACEFOUNDRY_S3_PREFIX", "payloads").strip("/"),
+            # Self-hosted stores (MinIO) want the bucket in the path, not in the host name.
+            "addressing_style": env_choice(
+                "TRACEFOUNDRY_S3_ADDRESSING_STYLE", "path" if _s3_endpoint else "auto",
+                ("auto", "path", "virtual"),
+            ),
+            # Keys are content addresses: a key always holds the same bytes, so overwriting is
+            # harmless and no "_abc123" suffixes are ever invented.
+            "file_overwrite": True,
+            # Private objects, read back only by the server (never linked to): bucket default ACL.
+            "default_acl": None,
+        },
+    }
+else:
+    _payload_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        # As on S3: a key always holds the same bytes, so writing it again is harmless.
+        "OPTIONS": {"location": str(TRACEFOUNDRY_PAYLOAD_DIR), "allow_overwrite": True},
+    }
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -163,11 +202,12 @@ STORAGES = {
             else "whitenoise.storage.CompressedManifestStaticFilesStorage"
         )
     },
-    "payloads": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(TRACEFOUNDRY_PAYLOAD_DIR)},
-    },
+    "payloads": _payload_storage,
 }
+# Retention (`manage.py cleanup`): finished runs and traces, and payload blobs, are deleted this
+# many days after they ended / were last used.
+TRACEFOUNDRY_RETENTION_DAYS = env_int("TRACEFOUNDRY_RETENTION_DAYS", 7, minimum=1)
+TRACEFOUNDRY_PAYLOAD_RETENTION_DAYS = env_int("TRACEFOUNDRY_PAYLOAD_RETENTION_DAYS", 3, minimum=1)
 
 # --- Product behaviour -----------------------------------------------------------------------
 TRACEFOUNDRY_REDACTION_POLICY = env_choice(

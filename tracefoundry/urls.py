@@ -11,6 +11,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api-auth/", include("rest_framework.urls")),
     path("api/v1/", include("runs.api.urls")),
+    path("api/v1/", include("traces.api.urls")),
+    path("api/v1/", include("payloads.api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("otlp/v1/traces", otlp_traces, name="otlp-traces"),

@@ -1,0 +1,1 @@
+"""The traces query API: lists, traces, span trees and spans."""
