@@ -6,7 +6,7 @@ from payloads.models import PayloadBlob, PayloadRef
 class PayloadRefInline(admin.TabularInline):
     model = PayloadRef
     extra = 0
-    fields = ["role", "run_event", "json_path", "created_at"]
+    fields = ["role", "run_event", "span", "json_path", "created_at"]
     readonly_fields = fields
     can_delete = False
 

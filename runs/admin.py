@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from runs import services
 from runs.errors import RunLedgerError
 from runs.models import Project, Run, RunEvent, Step
+from tracefoundry.admin_formsets import capped
 
 EVENT_INLINE_LIMIT = 50
 STATE_COLOURS = {
@@ -80,10 +81,10 @@ class RunEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     show_change_link = True
     verbose_name_plural = f"Latest events (newest first, at most {EVENT_INLINE_LIMIT})"
 
+    formset = capped(EVENT_INLINE_LIMIT)
+
     def get_queryset(self, request):
-        qs = super().get_queryset(request).order_by("-id")
-        ids = list(qs.values_list("id", flat=True)[:EVENT_INLINE_LIMIT])
-        return RunEvent.objects.filter(id__in=ids).order_by("-id")
+        return super().get_queryset(request).order_by("-id")
 
     @admin.display(description="Payload")
     def payload_preview(self, obj):

@@ -6,6 +6,8 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
+from payloads.models import PayloadRef
+from tracefoundry.admin_formsets import capped
 from traces.models import Span, Trace
 
 
@@ -15,6 +17,42 @@ class ReadOnly:
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class ModelFilter(admin.SimpleListFilter):
+    """Traces that called a model (the summary's ``models`` list)."""
+
+    title = "model"
+    parameter_name = "model"
+
+    def lookups(self, request, model_admin):
+        names = (Span.objects.exclude(model="").values_list("model", flat=True)
+                 .distinct().order_by("model")[:50])
+        return [(name, name) for name in names]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        trace_pks = Span.objects.filter(model=self.value()).values("trace_id")
+        return queryset.filter(pk__in=trace_pks)
+
+
+class SpanPayloadInline(admin.TabularInline):
+    model = PayloadRef
+    fk_name = "span"
+    extra = 0
+    fields = ["role", "blob_link", "json_path"]
+    readonly_fields = fields
+    can_delete = False
+    verbose_name_plural = "Payloads"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Blob")
+    def blob_link(self, obj):
+        url = reverse("admin:payloads_payloadblob_change", args=[obj.blob_id])
+        return format_html('<a href="{}">{}</a>', url, obj.blob_id)
 
 
 class SpanInline(ReadOnly, admin.TabularInline):
@@ -27,8 +65,11 @@ class SpanInline(ReadOnly, admin.TabularInline):
     show_change_link = True
     can_delete = False
 
+    verbose_name_plural = "Spans (first 200 by start time)"
+    formset = capped(200)
+
     def get_queryset(self, request):
-        return super().get_queryset(request).order_by("start_time_unix_nano")[:200]
+        return super().get_queryset(request).order_by("start_time_unix_nano", "id")
 
 
 @admin.register(Trace)
@@ -36,7 +77,7 @@ class TraceAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["trace_id", "root_span_name", "service_name", "environment", "status",
                     "start_time", "duration_ms", "span_count", "input_tokens", "output_tokens",
                     "cost_usd", "run_link"]
-    list_filter = ["status", "service_name", "environment", "source", "has_retry",
+    list_filter = ["status", "service_name", "environment", ModelFilter, "source", "has_retry",
                    "has_timeout", "project"]
     search_fields = ["=trace_id", "root_span_name", "run_id"]
     date_hierarchy = "start_time"
@@ -62,6 +103,7 @@ class SpanAdmin(ReadOnly, admin.ModelAdmin):
     search_fields = ["=span_id", "name", "=trace__trace_id", "model", "tool_name"]
     list_select_related = ["trace"]
     show_full_result_count = False
+    inlines = [SpanPayloadInline]
 
     def has_delete_permission(self, request, obj=None):
         return False

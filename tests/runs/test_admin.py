@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from runs import services
@@ -30,6 +32,7 @@ def demo(project):
     "/admin/traces/trace/",
     "/admin/traces/trace/?status__exact=error",
     "/admin/traces/span/?span_type__exact=llm",
+    "/admin/traces/trace/?model=gpt-4o",
     "/admin/auth/user/",
     "/admin/auth/group/",
 ])
@@ -50,12 +53,17 @@ def test_run_page_shows_steps_events_and_link(client, admin_user, demo):
     assert events.count("/admin/runs/runevent/") > run.event_count
 
 
-def test_event_inline_is_capped(client, admin_user, project):
+def test_event_inline_is_capped_to_the_runs_newest_events(client, admin_user, project):
     run = RunFactory(state="running")
     services.events_append(run_id=run.id, events=[{"type": "note"}] * 120)
+    newer = RunFactory(state="running")  # another run's events are newer than all of them
+    services.events_append(run_id=newer.id, events=[{"type": "note"}] * 60)
     client.force_login(admin_user)
     page = client.get(f"/admin/runs/run/{run.pk}/change/").content.decode()
-    assert page.count('class="field-seq"') <= 51
+    rows = page.count('<td class="field-seq">')
+    assert rows == 50
+    seqs = [int(s) for s in re.findall(r'field-seq">\s*<p>(\d+)</p>', page)]
+    assert seqs == list(range(122, 72, -1))  # this run's 50 newest events, newest first
 
 
 def test_cancel_action(client, engineer, project):
