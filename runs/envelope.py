@@ -213,13 +213,15 @@ def validate_envelope(raw: Any, index: int, errors: list, *, default_source: str
     }
 
 
-def prepare_event(fields: dict, *, from_json: bool = False) -> PreparedEvent:
+def prepare_event(
+    fields: dict, *, from_json: bool = False, policy: str | None = None
+) -> PreparedEvent:
     """Make a validated envelope storable: JSON-safe, redacted, truncated, capped.
 
     ``from_json``: the payload came out of a JSON parser, so only NUL characters (which
     PostgreSQL's JSONB refuses) can still be unsafe; the full ``json_safe`` copy is skipped.
     """
-    redactor = get_redactor()
+    redactor = get_redactor(policy)
     limit = settings.TRACEFOUNDRY_INLINE_STRING_LIMIT
     cap = settings.TRACEFOUNDRY_EVENT_PAYLOAD_LIMIT
     role = _ROLE_BY_TYPE.get(fields["type"], "event")
@@ -270,7 +272,7 @@ def prepare_event(fields: dict, *, from_json: bool = False) -> PreparedEvent:
 
 
 def prepare_events(
-    raw_events: list, *, default_source: str, from_json: bool = False
+    raw_events: list, *, default_source: str, from_json: bool = False, policy: str | None = None
 ) -> list[PreparedEvent]:
     """Validate a whole batch first (all-or-nothing), then prepare each event."""
     if not isinstance(raw_events, list) or not raw_events:
@@ -286,4 +288,5 @@ def prepare_events(
                for i, raw in enumerate(raw_events)]
     if errors:
         raise InvalidInput("invalid event(s); nothing was appended", details={"errors": errors})
-    return [prepare_event(fields, from_json=from_json) for fields in cleaned if fields is not None]
+    return [prepare_event(fields, from_json=from_json, policy=policy)
+            for fields in cleaned if fields is not None]

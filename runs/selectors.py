@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 
 from django.db.models import QuerySet
 
@@ -25,6 +26,27 @@ def project_get(*, slug: str) -> Project:
 def project_slug(project_id: int) -> str:
     """A project's slug, cached: slugs never change once created (the admin keeps them fixed)."""
     return Project.objects.values_list("slug", flat=True).get(pk=project_id)
+
+
+_POLICY_TTL = 5.0
+_policies: tuple[float, dict[int, str]] = (0.0, {})
+
+
+def project_policy_overrides() -> dict[int, str]:
+    """Projects whose redaction policy differs from the server's, remembered for 5 seconds
+    (a policy changed in the admin applies everywhere within that time)."""
+    global _policies
+    now = time.monotonic()
+    if now >= _policies[0]:
+        found = dict(Project.objects.exclude(redaction_policy="")
+                     .values_list("pk", "redaction_policy"))
+        _policies = (now + _POLICY_TTL, found)
+    return _policies[1]
+
+
+def project_policy_overrides_forget() -> None:
+    global _policies
+    _policies = (0.0, {})
 
 
 def project_list(*, access: Access) -> QuerySet[Project]:

@@ -43,7 +43,7 @@ from runs.projections import (
     reset_run,
     reset_step,
 )
-from runs.selectors import project_slug
+from runs.selectors import project_policy_overrides, project_slug
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,8 @@ def run_enqueue(
     max_attempts = max_attempts or settings.TRACEFOUNDRY_DEFAULT_MAX_ATTEMPTS
     if not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
         raise InvalidInput(f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}")
-    clean_input = get_redactor().value(json_safe({} if input is None else input))
+    redactor = get_redactor(project.redaction_policy or None)
+    clean_input = redactor.value(json_safe({} if input is None else input))
     fingerprint = _fingerprint(
         project=project.slug, kind=kind, input=clean_input, name=name,
         max_attempts=max_attempts, run_after=wire.iso(run_after), trace_id=trace_id,
@@ -414,7 +415,8 @@ def events_append(
 
     ``from_json``: the events were parsed from a JSON body, so they hold JSON types only.
     """
-    prepared = prepare_events(events, default_source=source, from_json=from_json)
+    prepared = prepare_events(events, default_source=source, from_json=from_json,
+                              policy=_run_policy(run_id, project_id))
     with transaction.atomic():
         run = _lock_run(run_id, project_id=project_id)
         now = timezone.now()
@@ -448,6 +450,19 @@ def events_append(
     return AppendResult(
         run=run, events=rows, accepted=len(accepted), dropped=dropped
     )
+
+
+def _run_policy(run_id: str, project_id: int | None) -> str | None:
+    """The redaction policy of the run's project, when its project overrides the default.
+
+    Most installs override nothing, and then this costs no query at all.
+    """
+    overrides = project_policy_overrides()
+    if not overrides:
+        return None
+    if project_id is None:
+        project_id = Run.objects.filter(pk=run_id).values_list("project_id", flat=True).first()
+    return overrides.get(project_id)
 
 
 def _check_step_ids(run: Run, prepared: list[PreparedEvent]) -> None:

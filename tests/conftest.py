@@ -11,7 +11,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from runs.models import Project
-from runs.selectors import project_slug
+from runs.selectors import project_policy_overrides_forget, project_slug
 from tests.tracefoundry.factories import PASSWORD, UserFactory
 from tracefoundry.selectors import apikey_forget
 from tracefoundry.services import apikey_create
@@ -42,6 +42,7 @@ def _isolated_settings(settings, tmp_path):
     cache.clear()
     apikey_forget()
     project_slug.cache_clear()
+    project_policy_overrides_forget()
 
 
 @pytest.fixture

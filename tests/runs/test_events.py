@@ -318,3 +318,17 @@ def test_nul_characters_from_json_bodies_are_stored_safely(engineer_client, run)
     resp = engineer_client.generic("POST", url(run), body, content_type="application/json")
     assert resp.status_code == 201, resp.content
     assert RunEvent.objects.get(pk=resp.json()["id"]).payload["text"] == "a\ufffdb"
+
+
+def test_a_strict_project_redacts_its_run_events_strictly(engineer_client, project):
+    from runs.selectors import project_policy_overrides_forget
+
+    project.redaction_policy = "strict"
+    project.save()
+    project_policy_overrides_forget()
+    run = RunFactory(state="running", input={"contact": "ada@example.com"})
+    assert "ada@example.com" not in json.dumps(run.input)
+    resp = engineer_client.post(url(run), {"type": "note", "payload": {"to": "ada@example.com"}},
+                                format="json")
+    assert resp.status_code == 201
+    assert resp.json()["payload"]["to"] == "[REDACTED:email]"
