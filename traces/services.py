@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
@@ -146,7 +146,16 @@ def spans_ingest(
 
 def _save_span_payload_refs(spans: list[tuple[int, _Prepared]]) -> None:
     """Point PayloadRef rows at the (re-)sent spans; a re-send replaces the old refs."""
-    PayloadRef.objects.filter(span_id__in=[pk for pk, _ in spans]).delete()
+    # One plain DELETE: the ORM's delete() would first SELECT every row to collect cascades,
+    # and PayloadRef has none.
+    span_pks = [pk for pk, _ in spans]
+    if not span_pks:
+        return
+    marks = ", ".join(["%s"] * len(span_pks))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {PayloadRef._meta.db_table} WHERE span_id IN ({marks})", span_pks
+        )
     PayloadRef.objects.bulk_create([
         PayloadRef(blob_id=b.sha256, span_id=pk, role=b.role, json_path=b.json_path[:512])
         for pk, item in spans for b in item.blobs

@@ -271,3 +271,12 @@ def test_agent_usage_is_not_counted_twice(ingest):
     ]))
     trace = Trace.objects.get(trace_id=T1)
     assert (trace.input_tokens, trace.output_tokens) == (300, 30)
+
+
+@pytest.mark.django_db
+def test_a_batch_of_only_foreign_spans_is_rejected_cleanly(ingest, make_key, other_project):
+    _, other_raw = make_key("ingest", project_obj=other_project)
+    post(client_for(raw_key=other_raw), json_request([json_span(T1, S1)]))
+    resp = post(ingest, json_request([json_span(T1, S2)]))
+    assert resp.status_code == 200
+    assert resp.json()["partialSuccess"]["rejectedSpans"] == 1
