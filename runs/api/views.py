@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.filters import OrderingFilter
@@ -15,31 +15,15 @@ from runs import selectors, services, wire
 from runs.api import serializers as s
 from runs.api.filters import RunFilter
 from runs.models import Run
-from tracefoundry.api_schema import ErrorSerializer
+from tracefoundry.api_schema import common_errors, error_response, validated
 from tracefoundry.pagination import ListCursorPagination
 from tracefoundry.permissions import access_for, allows
 from tracefoundry.roles import Cap
 from tracefoundry.throttling import CancelThrottle, EnqueueThrottle
 
-
-def error_response(description: str) -> OpenApiResponse:
-    return OpenApiResponse(response=ErrorSerializer, description=description)
-
-
-ERRORS = {
-    400: error_response("Invalid input"),
-    401: error_response("Not authenticated"),
-    403: error_response("Role or key scope does not allow this"),
-    404: error_response("No such run (or not visible to this key)"),
-}
+ERRORS = common_errors("No such run (or not visible to this key)")
 CONFLICT = {409: error_response("Illegal transition; `details.state` is current")}
 DEFAULT_PROJECT = "default"
-
-
-def _validated(serializer_class, data):
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class RunScopedView(APIView):
@@ -91,7 +75,7 @@ class RunListCreateView(generics.GenericAPIView):
         operation_id="runs_enqueue",
     )
     def post(self, request):
-        data = _validated(s.RunEnqueueSerializer, request.data)
+        data = validated(s.RunEnqueueSerializer, request.data)
         access = access_for(request)
         slug = data.get("project")
         if access.api_key is not None:
@@ -133,7 +117,7 @@ class RunStartView(RunScopedView):
     @extend_schema(request=s.RunStartSerializer, responses={200: s.RunSerializer, **ERRORS,
                                                             **CONFLICT})
     def post(self, request, run_id: str):
-        data = _validated(s.RunStartSerializer, request.data)
+        data = validated(s.RunStartSerializer, request.data)
         run = services.run_start(run_id=self.get_run(run_id).id, worker_id=data["worker_id"])
         return Response(s.RunSerializer(run).data)
 
@@ -144,7 +128,7 @@ class RunSucceedView(RunScopedView):
     @extend_schema(request=s.RunSucceedSerializer, responses={200: s.RunSerializer, **ERRORS,
                                                               **CONFLICT})
     def post(self, request, run_id: str):
-        data = _validated(s.RunSucceedSerializer, request.data)
+        data = validated(s.RunSucceedSerializer, request.data)
         run = services.run_succeed(
             run_id=self.get_run(run_id).id, output=data.get("output"),
             output_ref=data.get("output_ref", ""), worker_id=data.get("worker_id"),
@@ -158,7 +142,7 @@ class RunFailView(RunScopedView):
     @extend_schema(request=s.RunFailSerializer, responses={200: s.RunSerializer, **ERRORS,
                                                            **CONFLICT})
     def post(self, request, run_id: str):
-        data = _validated(s.RunFailSerializer, request.data)
+        data = validated(s.RunFailSerializer, request.data)
         run = services.run_fail(
             run_id=self.get_run(run_id).id, error=data["error"], retryable=data["retryable"],
             worker_id=data.get("worker_id"),
@@ -180,7 +164,7 @@ class RunCancelView(RunScopedView):
         ),
     )
     def post(self, request, run_id: str):
-        data = _validated(s.RunCancelSerializer, request.data)
+        data = validated(s.RunCancelSerializer, request.data)
         run = services.run_cancel(
             run_id=self.get_run(run_id).id, reason=data["reason"],
             worker_id=data.get("worker_id"), force=data["force"],
@@ -205,7 +189,7 @@ class StepListCreateView(RunScopedView):
                    responses={201: s.StepSerializer, **ERRORS, **CONFLICT},
                    operation_id="runs_steps_create")
     def post(self, request, run_id: str):
-        data = _validated(s.StepCreateSerializer, request.data)
+        data = validated(s.StepCreateSerializer, request.data)
         step = services.step_create(
             run_id=self.get_run(run_id).id, name=data["name"], node_ref=data["node_ref"],
             position=data.get("position"),
@@ -220,7 +204,7 @@ class StepActionView(RunScopedView):
     @extend_schema(request=s.StepFailSerializer, responses={200: s.StepSerializer, **ERRORS,
                                                             **CONFLICT})
     def post(self, request, run_id: str, step_id: str):
-        error = _validated(s.StepFailSerializer, request.data)["error"] if request.data else ""
+        error = validated(s.StepFailSerializer, request.data)["error"] if request.data else ""
         step = services.step_transition(
             run_id=self.get_run(run_id).id, step_id=step_id, action=self.action, error=error
         )
@@ -250,7 +234,7 @@ class EventListCreateView(RunScopedView):
         operation_id="runs_events_list",
     )
     def get(self, request, run_id: str):
-        query = _validated(s.EventQuerySerializer, request.query_params)
+        query = validated(s.EventQuerySerializer, request.query_params)
         run = self.get_run(run_id)
         events, next_after_id = selectors.event_page(
             run=run, after_id=query["after_id"], limit=query["limit"],

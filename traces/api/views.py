@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tracefoundry.api_schema import ErrorSerializer
+from tracefoundry.api_schema import common_errors, error_response, validated
 from tracefoundry.permissions import access_for, allows
 from tracefoundry.roles import Cap
 from traces import selectors
 from traces.api import serializers as s
 from traces.api.filters import SORTS, TraceCursorPagination, TraceFilter, TraceSort
 
-
-def error_response(description: str) -> OpenApiResponse:
-    return OpenApiResponse(response=ErrorSerializer, description=description)
-
-
-ERRORS = {
-    400: error_response("Invalid input"),
-    401: error_response("Not authenticated"),
-    403: error_response("Role or key scope does not allow this"),
-    404: error_response("No such trace (or not visible to this key)"),
-}
-
-
-def _validated(serializer_class, data):
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+ERRORS = common_errors("No such trace (or not visible to this key)")
 
 
 class TraceListView(generics.GenericAPIView):
@@ -93,7 +77,7 @@ class TraceSpanListView(APIView):
         ),
     )
     def get(self, request, trace_id: str):
-        query = _validated(s.SpanListQuerySerializer, request.query_params)
+        query = validated(s.SpanListQuerySerializer, request.query_params)
         trace = selectors.trace_get(trace_id=trace_id, access=access_for(request))
         spans = selectors.span_tree(trace=trace)
         count = len(spans)
@@ -115,7 +99,7 @@ class SpanDetailView(APIView):
         operation_id="spans_retrieve",
     )
     def get(self, request, span_id: str):
-        query = _validated(s.SpanQuerySerializer, request.query_params)
+        query = validated(s.SpanQuerySerializer, request.query_params)
         span = selectors.span_get(span_id=span_id, access=access_for(request),
                                   trace_id=query["trace_id"] or None)
         return Response(s.SpanSerializer(span).data)
