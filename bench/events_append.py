@@ -22,27 +22,18 @@ Exit status: 0 all budgets pass, 1 a budget failed, 2 the bench itself failed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import http.client
 import json
 import math
 import os
-import platform
-import pstats
 import random
-import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,11 +48,23 @@ try:
 except ImportError:  # pragma: no cover - a dev dependency
     sys.exit("bench/events_append.py needs httpx: .venv/bin/pip install -e '.[dev]'")
 
-REPO = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # bench/ is not a package: this folder is on sys.path
+    add_run_options,
+    bench_db,
+    daphne_server,
+    db_title,
+    percentile,
+    print_checks,
+    print_machine,
+    profile_text,
+    run_bench,
+    run_phase,
+    setup_django,
+)
+
 PG_BENCH_DB = "tracefoundry_bench"
 SQLITE_NAME = "bench.sqlite3"
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 PER_RUN_CAP = 90_000  # events per run and phase, below TRACEFOUNDRY_RUN_EVENT_LIMIT (100,000)
 WARMUP_BATCHES = 2
 SINGLE_WARMUP = 30
@@ -218,13 +221,6 @@ class Result:
         return data
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
-
-
 def measure(label: str, step: Callable[[list[dict]], Any], batches: list[list[dict]], *,
             min_seconds: float, max_events: int) -> Result:
     """Run every batch once, then keep cycling until ``min_seconds`` (or ``max_events``)."""
@@ -342,51 +338,6 @@ def raw_postgres(url: str, run_ids: tuple[str, str], warmup: list, batches: list
 # --- HTTP API against daphne -----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-@contextlib.contextmanager
-def daphne_server(env: dict, log_path: Path) -> Iterator[str]:
-    port = free_port()
-    exe = Path(sys.executable).with_name("daphne")
-    cmd = [str(exe) if exe.exists() else "daphne", "-b", "127.0.0.1", "-p", str(port),
-           "tracefoundry.asgi:application"]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"daphne exited with {proc.returncode}:\n{tail(log_path)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not answer /healthz in 30 s:\n{tail(log_path)}")
-            time.sleep(0.1)
-        yield base
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
 def api_client(base: str, key: str) -> httpx.Client:
     return httpx.Client(base_url=base, timeout=120,
                         headers={"Authorization": f"Bearer {key}",
@@ -494,39 +445,8 @@ def api_single(base: str, key: str, run_id: str, n: int, seed: int) -> list[floa
 # --- the service phase: a subprocess with Django set up ---------------------------------------
 
 
-def _short(path: str) -> str:
-    for marker in ("site-packages/", f"{REPO}/", "lib/python3"):
-        if marker in path:
-            return path.split(marker, 1)[1]
-    return path
-
-
-def profile_text(prof: cProfile.Profile, title: str, top: int = 25) -> str:
-    stats = pstats.Stats(prof)
-    table = stats.stats  # {(file, line, name): (cc, ncalls, tottime, cumtime, callers)}
-    rows = sorted(table.items(), key=lambda kv: kv[1][3], reverse=True)
-    total = stats.total_tt
-    lines = [f"--- {title}: top {top} by cumulative time (total {total * 1000:.1f} ms, "
-             f"cProfile overhead included) ---",
-             f"{'ncalls':>9} {'tottime ms':>10} {'cumtime ms':>10}  function"]
-    for (path, line, name), (_cc, nc, tt, ct, _callers) in rows[:top]:
-        where = name if path == "~" else f"{_short(path)}:{line}({name})"
-        lines.append(f"{nc:>9} {tt * 1000:>10.1f} {ct * 1000:>10.1f}  {where}")
-    lines.append(f"--- {title}: top 12 by own time ---")
-    for (path, line, name), (_cc, nc, tt, ct, _callers) in sorted(
-        table.items(), key=lambda kv: kv[1][2], reverse=True
-    )[:12]:
-        where = name if path == "~" else f"{_short(path)}:{line}({name})"
-        lines.append(f"{nc:>9} {tt * 1000:>10.1f} {ct * 1000:>10.1f}  {where}")
-    return "\n".join(lines)
-
-
 def phase_service(args) -> None:
-    sys.path.insert(0, str(REPO))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracefoundry.settings")
-    import django
-
-    django.setup()
+    setup_django()
     from runs import services
     from runs.envelope import prepare_events
     from runs.models import Project
@@ -558,7 +478,8 @@ def phase_service(args) -> None:
         batch = batches[0]
         prof = cProfile.Profile()
         prof.runcall(services.events_append, run_id=run.id, events=batch)
-        texts.append(profile_text(prof, f"service events_append, one {len(batch)}-event batch"))
+        texts.append(profile_text(prof, f"service events_append, one {len(batch)}-event batch",
+                                  own=12))
 
         from django.test import Client
 
@@ -572,75 +493,12 @@ def phase_service(args) -> None:
         assert response.status_code == 201, response.content[:500]
         texts.append(profile_text(
             prof, f"API view in-process (django.test.Client, no daphne), one {len(batch)}-event "
-                  f"batch"))
+                  f"batch", own=12))
         out["profile"] = "\n\n".join(texts)
     Path(args.out).write_text(json.dumps(out))
 
 
 # --- orchestration ---------------------------------------------------------------------------
-
-
-def redis_reachable(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1):
-            return True
-    except OSError:
-        return False
-
-
-def base_env(tmp: Path, db_url: str, redis_url: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("REDIS_URL", "DJANGO_SETTINGS_MODULE", "PYTHONPATH"):
-        env.pop(name, None)
-    (tmp / "payloads").mkdir(exist_ok=True)
-    (tmp / "static").mkdir(exist_ok=True)
-    env.update(
-        DATABASE_URL=db_url,
-        DJANGO_SETTINGS_MODULE="tracefoundry.settings",
-        PYTHONPATH=str(REPO),
-        DEBUG="0",
-        SECRET_KEY="bench-" + uuid.uuid4().hex,
-        ALLOWED_HOSTS="127.0.0.1,localhost,testserver",
-        SECURE_SSL_REDIRECT="0",
-        TRACEFOUNDRY_PAYLOAD_DIR=str(tmp / "payloads"),
-        STATIC_ROOT=str(tmp / "static"),
-        LOG_LEVEL="WARNING",
-    )
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    return env
-
-
-def manage(env: dict, *argv: str) -> str:
-    proc = subprocess.run([sys.executable, "manage.py", *argv], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(argv)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(PG_BENCH_DB))
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(drop)
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(PG_BENCH_DB)))
-    try:
-        yield urlsplit(PG_ADMIN_URL)._replace(path=f"/{PG_BENCH_DB}").geturl()
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(drop)
-
-
-@contextlib.contextmanager
-def sqlite_database(tmp: Path) -> Iterator[str]:
-    path = tmp / SQLITE_NAME
-    try:
-        yield f"sqlite:///{path}"
-    finally:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 @dataclass
@@ -655,15 +513,9 @@ class DbReport:
 
 def bench_database(kind: str, args, tmp: Path, redis_url: str | None) -> DbReport:
     warmup, batches = make_batches(args.seed, args.events, args.batch)
-    db_ctx = postgres_database() if kind == "postgres" else sqlite_database(tmp)
-    with db_ctx as db_url:
-        env = base_env(tmp, db_url, redis_url)
-        step = f"[{kind}]"
-        print(f"{step} migrate ...", file=sys.stderr, flush=True)
-        manage(env, "migrate", "--noinput")
-        key = manage(env, "apikey", "create", "--project", "default", "--scopes",
-                     "runs:read,runs:write").strip().splitlines()[-1]
-        env["BENCH_API_KEY"] = key
+    step = f"[{kind}]"
+    with bench_db(kind, tmp, redis_url, pg_db=PG_BENCH_DB, sqlite_name=SQLITE_NAME,
+                  scopes="runs:read,runs:write") as (db_url, env, key):
         with daphne_server(env, tmp / f"daphne-{kind}.log") as base:
             with api_client(base, key) as client:
                 names = ["raw-1", "raw-2", "service", "api-1", "single"]
@@ -677,15 +529,11 @@ def bench_database(kind: str, args, tmp: Path, redis_url: str | None) -> DbRepor
             else:
                 results += raw_sqlite(tmp / SQLITE_NAME, runs["raw-1"], warmup, batches, args)
             print(f"{step} service (subprocess) ...", file=sys.stderr, flush=True)
-            out = tmp / f"service-{kind}.json"
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--_phase", "service",
-                   "--_run-id", runs["service"], "--_out", str(out), "--events", str(args.events),
-                   "--batch", str(args.batch), "--min-seconds", str(args.min_seconds),
-                   "--seed", str(args.seed)]
-            if args.profile:
-                cmd.append("--profile")
-            subprocess.run(cmd, cwd=REPO, env=env, check=True, timeout=900)
-            service = json.loads(out.read_text())
+            service = run_phase(
+                __file__, "service", tmp / f"service-{kind}.json",
+                ["--_run-id", runs["service"], "--events", str(args.events),
+                 "--batch", str(args.batch), "--min-seconds", str(args.min_seconds),
+                 "--seed", str(args.seed)], env, profile=args.profile, timeout=900)
             results += [Result(**r) for r in service["results"]]
             print(f"{step} API, 1 client ...", file=sys.stderr, flush=True)
             results.append(api_batches(base, key, [runs["api-1"]], warmup, batches, args))
@@ -696,53 +544,13 @@ def bench_database(kind: str, args, tmp: Path, redis_url: str | None) -> DbRepor
             print(f"{step} API, {args.single} single-event POSTs ...", file=sys.stderr,
                   flush=True)
             single = api_single(base, key, runs["single"], args.single, args.seed)
-        title = ("SQLite " + sqlite3.sqlite_version + " (temp file, WAL, synchronous=NORMAL)"
-                 if kind == "sqlite" else f"PostgreSQL {pg_version()} (database {PG_BENCH_DB})")
-        return DbReport(kind, title, results, single, service.get("profile", ""))
-
-
-def pg_version() -> str:
-    try:
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
-            return str(conn.execute("SHOW server_version").fetchone()[0])
-    except psycopg.Error as exc:
-        return f"unavailable ({exc.__class__.__name__})"
-
-
-def git_describe() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
-                              capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"],
-                               cwd=REPO, text=True, capture_output=True).stdout.strip()
-        return head + (" (uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+        return DbReport(kind, db_title(kind, PG_BENCH_DB), results, single,
+                        service.get("profile", ""))
 
 
 def print_header(args, redis_url: str | None) -> None:
-    import django
-
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 0
-    print("TraceFoundry bench: event append (PRODUCT.md §14)")
-    print(f"  date        {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC   commit {git_describe()}")
-    print(f"  machine     nproc {cpus}, {cpu_model()}, {platform.system()} {platform.release()}")
-    print(f"  python      {platform.python_version()} ({sys.executable})")
-    print(f"  django      {django.get_version()}, psycopg {psycopg.__version__}, "
-          f"httpx {httpx.__version__}")
-    print(f"  sqlite      {sqlite3.sqlite_version}")
-    print(f"  postgresql  {pg_version() if args.db != 'sqlite' else '-'}")
+    print_machine("event append", args.db, load_average=False,
+                  versions=f", httpx {httpx.__version__}")
     layer = f"Redis ({redis_url})" if redis_url else "in-memory"
     print(f"  server      daphne, DEBUG=0, channel layer {layer}, redaction policy standard")
     print(f"  workload    {args.events} events per phase (cycled to >= {args.min_seconds:g} s), "
@@ -782,10 +590,7 @@ def print_report(report: DbReport, args) -> list[tuple[str, bool]]:
     ]
     print(f"  service/raw = {service_ratio:.2f}   API/raw = {api_ratio:.2f}   "
           f"API/service = {api.rate / service.rate:.2f}")
-    for text, ok in checks:
-        print(f"  {'PASS' if ok else 'FAIL'}  {text}")
-    print(flush=True)
-    return [(f"{report.kind}: {text}", ok) for text, ok in checks]
+    return print_checks(report.kind, checks)
 
 
 def parse_args(argv: list[str] | None = None):
@@ -797,15 +602,10 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--clients", type=int, default=2, help="concurrent API clients (1: skip)")
     p.add_argument("--min-seconds", type=float, default=3.0,
                    help="cycle each batch phase until it has run this long")
-    p.add_argument("--redis", choices=("auto", "on", "off"), default="auto",
-                   help=f"channel layer on Redis ({REDIS_URL}; auto: if reachable)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--profile", action="store_true",
-                   help="also print cProfile of one batch: service and in-process API view")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (daphne logs)")
-    p.add_argument("--_phase", dest="phase", help=argparse.SUPPRESS)
+    add_run_options(p, redis_help="channel layer on Redis", seed=7,
+                    profile_help=("also print cProfile of one batch: service and in-process "
+                                 "API view"))
     p.add_argument("--_run-id", dest="run_id", help=argparse.SUPPRESS)
-    p.add_argument("--_out", dest="out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not 1 <= args.batch <= 1000:
         p.error("--batch must be between 1 and 1000 (the API's batch limit)")
@@ -814,42 +614,21 @@ def parse_args(argv: list[str] | None = None):
     return args
 
 
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.phase == "service":
         phase_service(args)
         return 0
-    signal.signal(signal.SIGTERM, _terminate)
-    redis_url = None
-    if args.redis == "on" or (args.redis == "auto" and redis_reachable(REDIS_URL)):
-        redis_url = REDIS_URL
-    print_header(args, redis_url)
-    started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="tf-bench-events-"))
-    checks: list[tuple[str, bool]] = []
-    try:
-        for kind in ("sqlite", "postgres") if args.db == "both" else (args.db,):
-            report = bench_database(kind, args, tmp, redis_url)
-            checks += print_report(report, args)
-            if report.profile:
-                print(report.profile, end="\n\n", flush=True)
-    except (Exception, KeyboardInterrupt) as exc:
-        traceback.print_exc()
-        print(f"bench failed: {exc!r} (logs kept in {tmp})", file=sys.stderr)
-        args.keep = True
-        return 2
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print("Summary")
-    for text, ok in checks:
-        print(f"  {'PASS' if ok else 'FAIL'}  {text}")
-    print(f"  total bench time {time.perf_counter() - started:.0f} s")
-    return 0 if all(ok for _, ok in checks) else 1
+
+    def bench_one(kind: str, tmp: Path, redis_url: str | None) -> list[tuple[str, bool]]:
+        report = bench_database(kind, args, tmp, redis_url)
+        checks = print_report(report, args)
+        if report.profile:
+            print(report.profile, end="\n\n", flush=True)
+        return checks
+
+    return run_bench(args, tmp_prefix="tf-bench-events-", order=("sqlite", "postgres"),
+                     header=print_header, bench_one=bench_one)
 
 
 if __name__ == "__main__":

@@ -29,20 +29,10 @@ import http.client
 import json
 import math
 import os
-import platform
-import pstats
 import random
-import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import time
-import traceback
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -53,11 +43,22 @@ from urllib.parse import urlencode, urlsplit
 import psycopg
 from psycopg import sql
 
-REPO = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # bench/ is not a package: this folder is on sys.path
+    REDIS_URL,
+    bench_db,
+    daphne_server,
+    db_title,
+    percentile,
+    print_machine,
+    profile_text,
+    run_bench,
+    run_phase,
+    setup_django,
+)
+
 PG_BENCH_DB = "tracefoundry_bench_trace_list"
 SQLITE_NAME = "bench-trace-list.sqlite3"
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 DEFAULT_SPANS = {"postgres": 1_000_000, "sqlite": 1_000_000}
 SPANS_PER_TRACE = 20  # on average: 4..36 a trace
 OTHER_PROJECT_SHARE = 0.10  # traces of a second project, which the key must not see
@@ -427,13 +428,6 @@ class Timing:
         return self.p95 <= self.budget
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
-
-
 def _quantile(values: list, q: float) -> Any:
     ordered = sorted(values)
     return ordered[int(q * (len(ordered) - 1))]
@@ -599,34 +593,10 @@ def run_cursors(api: Api, cases: list[Case], pages: int, walks: int) -> list[Tim
 # --- where the time goes: a subprocess with Django set up -----------------------------------
 
 
-def _short(path: str) -> str:
-    for marker in ("site-packages/", f"{REPO}/", "lib/python3"):
-        if marker in path:
-            return path.split(marker, 1)[1]
-    return path
-
-
-def profile_text(prof: cProfile.Profile, title: str, top: int = 25) -> str:
-    stats = pstats.Stats(prof)
-    table = stats.stats  # {(file, line, name): (cc, ncalls, tottime, cumtime, callers)}
-    lines = [f"--- {title}: top {top} by cumulative time (total {stats.total_tt * 1000:.1f} ms, "
-             f"cProfile overhead included) ---",
-             f"{'ncalls':>9} {'tottime ms':>10} {'cumtime ms':>10}  function"]
-    for (path, line, name), (_cc, nc, tt, ct, _callers) in sorted(
-            table.items(), key=lambda kv: kv[1][3], reverse=True)[:top]:
-        where = name if path == "~" else f"{_short(path)}:{line}({name})"
-        lines.append(f"{nc:>9} {tt * 1000:>10.1f} {ct * 1000:>10.1f}  {where}")
-    return "\n".join(lines)
-
-
 def phase_explain(args) -> None:
     """For each query: the SQL of its traces_trace page query, that SQL's own time (executed
     and fetched 5 times in-process, median) and its plan; optionally a cProfile of a request."""
-    sys.path.insert(0, str(REPO))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracefoundry.settings")
-    import django
-
-    django.setup()
+    setup_django()
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -675,123 +645,6 @@ def phase_explain(args) -> None:
 # --- orchestration ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _healthy(base: str) -> bool:
-    url = urlsplit(base)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=1)
-    try:
-        conn.request("GET", "/healthz")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()
-
-
-@contextlib.contextmanager
-def daphne_server(env: dict, log_path: Path) -> Iterator[str]:
-    port = free_port()
-    exe = Path(sys.executable).with_name("daphne")
-    cmd = [str(exe) if exe.exists() else "daphne", "-b", "127.0.0.1", "-p", str(port),
-           "tracefoundry.asgi:application"]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not _healthy(base):
-            if proc.poll() is not None:
-                raise RuntimeError(f"daphne exited with {proc.returncode}:\n{tail(log_path)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not answer /healthz in 30 s:\n{tail(log_path)}")
-            time.sleep(0.1)
-        yield base
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
-def redis_reachable(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 1):
-            return True
-    except OSError:
-        return False
-
-
-def base_env(tmp: Path, db_url: str, redis_url: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("REDIS_URL", "DJANGO_SETTINGS_MODULE", "PYTHONPATH"):
-        env.pop(name, None)
-    (tmp / "payloads").mkdir(exist_ok=True)
-    (tmp / "static").mkdir(exist_ok=True)
-    env.update(
-        DATABASE_URL=db_url,
-        DJANGO_SETTINGS_MODULE="tracefoundry.settings",
-        PYTHONPATH=str(REPO),
-        DEBUG="0",
-        SECRET_KEY="bench-" + uuid.uuid4().hex,
-        ALLOWED_HOSTS="127.0.0.1,localhost,testserver",
-        SECURE_SSL_REDIRECT="0",
-        TRACEFOUNDRY_PAYLOAD_DIR=str(tmp / "payloads"),
-        STATIC_ROOT=str(tmp / "static"),
-        LOG_LEVEL="WARNING",
-    )
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    return env
-
-
-def manage(env: dict, *argv: str) -> str:
-    proc = subprocess.run([sys.executable, "manage.py", *argv], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(argv)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(PG_BENCH_DB))
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(drop)
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(PG_BENCH_DB)))
-    try:
-        yield urlsplit(PG_ADMIN_URL)._replace(path=f"/{PG_BENCH_DB}").geturl()
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(drop)
-
-
-@contextlib.contextmanager
-def sqlite_database(tmp: Path) -> Iterator[str]:
-    path = tmp / SQLITE_NAME
-    try:
-        yield f"sqlite:///{path}"
-    finally:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
 def projects(kind: str, db_url: str, tmp: Path) -> tuple[int, int]:
     """(the default project, a second one created here)."""
     now = datetime.now(UTC)
@@ -831,15 +684,9 @@ class DbReport:
 
 def bench_database(kind: str, args, tmp: Path, redis_url: str | None) -> DbReport:
     n_spans = args.spans or DEFAULT_SPANS[kind]
-    db_ctx = postgres_database() if kind == "postgres" else sqlite_database(tmp)
     step = f"[{kind}]"
-    with db_ctx as db_url:
-        env = base_env(tmp, db_url, redis_url)
-        print(f"{step} migrate ...", file=sys.stderr, flush=True)
-        manage(env, "migrate", "--noinput")
-        key = manage(env, "apikey", "create", "--project", "default", "--scopes",
-                     "runs:read").strip().splitlines()[-1]
-        env["BENCH_API_KEY"] = key
+    with bench_db(kind, tmp, redis_url, pg_db=PG_BENCH_DB, sqlite_name=SQLITE_NAME,
+                  scopes="runs:read") as (db_url, env, key):
         t0 = time.perf_counter()
         gen = DataGen(args.seed, n_spans, datetime.now(UTC), projects(kind, db_url, tmp))
         print(f"{step} loading {n_spans:,} spans in {len(gen.traces):,} traces ...",
@@ -868,63 +715,18 @@ def bench_database(kind: str, args, tmp: Path, redis_url: str | None) -> DbRepor
         analysis: dict[str, Any] = {"cases": {}}
         if args.explain != "none":
             print(f"{step} SQL time and plans (subprocess) ...", file=sys.stderr, flush=True)
-            queries, out = tmp / f"explain-{kind}.json", tmp / f"plans-{kind}.json"
+            queries = tmp / f"explain-{kind}.json"
             queries.write_text(json.dumps(
                 {t.case.label: _path(t.case.params) for t in timings if t.kind == "query"}))
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--_phase", "explain",
-                   "--_queries", str(queries), "--_out", str(out)]
-            if args.profile:
-                cmd.append("--profile")
-            subprocess.run(cmd, cwd=REPO, env=env, check=True, timeout=600)
-            analysis = json.loads(out.read_text())
-    title = ("SQLite " + sqlite3.sqlite_version + " (temp file, WAL)" if kind == "sqlite"
-             else f"PostgreSQL {pg_version()} (database {PG_BENCH_DB})")
+            analysis = run_phase(__file__, "explain", tmp / f"plans-{kind}.json",
+                                 ["--_queries", str(queries)], env, profile=args.profile,
+                                 timeout=600)
+    title = db_title(kind, PG_BENCH_DB, sqlite_note="temp file, WAL")
     return DbReport(kind, title, load, timings, analysis)
 
 
-def pg_version() -> str:
-    try:
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
-            return str(conn.execute("SHOW server_version").fetchone()[0])
-    except psycopg.Error as exc:
-        return f"unavailable ({exc.__class__.__name__})"
-
-
-def git_describe() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
-                              capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"],
-                               cwd=REPO, text=True, capture_output=True).stdout.strip()
-        return head + (" (uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def print_header(args, redis_url: str | None) -> None:
-    import django
-
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 0
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print("TraceFoundry bench: trace list (PRODUCT.md §14)")
-    print(f"  date        {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC   commit {git_describe()}")
-    print(f"  machine     nproc {cpus}, {cpu_model()}, {platform.system()} {platform.release()}, "
-          f"load average {load}")
-    print(f"  python      {platform.python_version()} ({sys.executable})")
-    print(f"  django      {django.get_version()}, psycopg {psycopg.__version__}")
-    print(f"  sqlite      {sqlite3.sqlite_version}")
-    print(f"  postgresql  {pg_version() if args.db != 'sqlite' else '-'}")
+    print_machine("trace list", args.db, load_average=True)
     layer = f"Redis ({redis_url})" if redis_url else "in-memory"
     print(f"  server      daphne, DEBUG=0, cache {layer}; client http.client, one keep-alive "
           f"connection, key with runs:read")
@@ -943,6 +745,11 @@ def print_report(report: DbReport, args) -> list[tuple[str, bool]]:
             f"{'budget':>8}  result")
     print(head)
     print("  " + "-" * (len(head) - 2))
+    # A cursor walk on a small data set can end before its first timed page: nothing to judge.
+    empty = [t for t in report.timings if not t.ms]
+    report.timings = [t for t in report.timings if t.ms]
+    for t in empty:
+        print(f"  {t.case.label:<46} (no pages to time: the data ends first)")
     for t in report.timings:
         rows = f"{t.rows}{'+' if t.more else ''}" if t.kind == "query" else (
             f"{t.rows}" if t.kind == "cursor" else "")
@@ -1031,39 +838,15 @@ def parse_args(argv: list[str] | None = None):
     return args
 
 
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.phase == "explain":
         phase_explain(args)
         return 0
-    signal.signal(signal.SIGTERM, _terminate)
-    redis_url = None
-    if args.redis == "on" or (args.redis == "auto" and redis_reachable(REDIS_URL)):
-        redis_url = REDIS_URL
-    print_header(args, redis_url)
-    started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="tf-bench-trace-list-"))
-    checks: list[tuple[str, bool]] = []
-    try:
-        for kind in ("postgres", "sqlite") if args.db == "both" else (args.db,):
-            checks += print_report(bench_database(kind, args, tmp, redis_url), args)
-    except (Exception, KeyboardInterrupt) as exc:
-        traceback.print_exc()
-        print(f"bench failed: {exc!r} (logs kept in {tmp})", file=sys.stderr)
-        args.keep = True
-        return 2
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print("Summary")
-    for text, ok in checks:
-        print(f"  {'PASS' if ok else 'FAIL'}  {text}")
-    print(f"  total bench time {time.perf_counter() - started:.0f} s")
-    return 0 if all(ok for _, ok in checks) else 1
+    return run_bench(
+        args, tmp_prefix="tf-bench-trace-list-", order=("postgres", "sqlite"), header=print_header,
+        bench_one=lambda kind, tmp, redis_url: print_report(
+            bench_database(kind, args, tmp, redis_url), args))
 
 
 if __name__ == "__main__":
