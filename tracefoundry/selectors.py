@@ -60,7 +60,8 @@ def apikey_list(*, project_slug: str | None = None) -> QuerySet[ApiKey]:
 def apikey_find(ident: str) -> ApiKey | None:
     """Find a key by its prefix (as printed by ``apikey list``) or numeric id."""
     qs = ApiKey.objects.select_related("project")
-    if ident.isdigit():
-        return qs.filter(pk=int(ident)).first()
-    ident = ident.removeprefix(KEY_PREFIX).split("_")[0]
-    return qs.filter(prefix=ident).first()
+    # A prefix is 8 hex digits and may be all decimal digits, so it is tried before the id.
+    key = qs.filter(prefix=ident.removeprefix(KEY_PREFIX).split("_")[0]).first()
+    if key is None and ident.isdigit():
+        key = qs.filter(pk=int(ident)).first()
+    return key

@@ -89,3 +89,11 @@ def test_admin_creates_a_key_and_shows_it_once(client, admin_user, project):
                                                 "_selected_action": [key.pk]})
     key.refresh_from_db()
     assert key.revoked_at is not None
+
+
+def test_revoke_finds_all_digit_prefixes_and_ids(project, make_key):
+    key, _ = make_key("ingest")
+    ApiKey.objects.filter(pk=key.pk).update(prefix="12345678")
+    assert "Revoked key 12345678" in run_cmd("revoke", "12345678")
+    other, _ = make_key("ingest")
+    assert f"Revoked key {other.prefix}" in run_cmd("revoke", str(other.pk))
