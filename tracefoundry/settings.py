@@ -277,8 +277,11 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "TraceFoundry API",
     "DESCRIPTION": (
-        "Runs, steps and the append-only run event stream of TraceFoundry. Every error is "
-        '`{"error": {"code", "message", "details"}}`.'
+        "Runs, steps, the append-only run event stream, traces, spans and payloads of "
+        'TraceFoundry. Every error is `{"error": {"code", "message", "details"}}`. Spans are '
+        "ingested at `POST /otlp/v1/traces`, which follows the OTLP/HTTP specification "
+        "(protobuf or JSON `ExportTraceServiceRequest`, an API key with the `ingest` scope) "
+        "and is therefore not described here."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
