@@ -113,7 +113,8 @@ class PayloadView(APIView):
         "`sha256:` prefixed references are accepted as they are.",
     )
     def get(self, request, sha256: str):
-        blob = selectors.payload_get(sha256=sha256)
+        blob = selectors.payload_get(sha256=sha256,
+                                     project_id=access_for(request).project_id)
         data = selectors.payload_content(blob=blob)
         size, etag = len(data), f'"{blob.sha256}"'
         if request.headers.get("If-None-Match") == etag:

@@ -8,7 +8,9 @@ import pytest
 
 from payloads.models import PayloadBlob
 from payloads.store import payload_store
+from runs.services import run_succeed
 from tests.conftest import client_for
+from tests.runs.factories import RunFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -47,6 +49,9 @@ def test_text_blob_and_ref_spellings(admin_client_api):
 
 def test_role_matrix(blob, anon_client, viewer_client, engineer_client, admin_client_api,
                      no_role_user, key_client, viewer, engineer, admin_user):
+    # Keys reach only blobs their project refers to: make this one a run's output.
+    run = RunFactory(state="running")
+    run_succeed(run_id=run.id, output_ref=blob.ref)
     path = url(blob.sha256)
     resp = anon_client.get(path)
     assert resp.status_code == 401 and resp.json()["error"]["code"] == "not_authenticated"
