@@ -24,7 +24,7 @@ from traces.genai import GenAI, extract
 from traces.models import Span, Trace, TraceSource, TraceStatus
 from traces.otlp_decode import SpanRecord
 from traces.span_payloads import SpanBlob, externalize
-from traces.span_store import spans_upsert, traces_update
+from traces.span_store import spans_upsert, traces_insert_new, traces_update
 
 RUN_ID_ATTRIBUTE = "tracefoundry.run_id"
 
@@ -109,20 +109,30 @@ def spans_ingest(
     shared: dict[int, dict] = {}
     prepared = [_prepare(r, redactor, shared) for r in records]
     now = timezone.now()
-    trace_ids = sorted({r.trace_id for r in records})
+    by_trace: dict[str, dict[str, _Prepared]] = {}
+    for item in prepared:  # the last copy of a span sent twice in one batch wins
+        by_trace.setdefault(item.record.trace_id, {})[item.record.span_id] = item
+    trace_ids = sorted(by_trace)
     with transaction.atomic():
-        Trace.objects.bulk_create(
-            [Trace(trace_id=t, project=project, source=source, created_at=now, updated_at=now)
-             for t in trace_ids],
-            update_conflicts=True, unique_fields=["trace_id"], update_fields=["updated_at"],
-        )
-        owners = dict(
-            Trace.objects.filter(trace_id__in=trace_ids).values_list("trace_id", "pk")
-        )
-        foreign = set(
-            Trace.objects.filter(trace_id__in=trace_ids)
-            .exclude(project=project).values_list("trace_id", flat=True)
-        )
+        # Traces this batch creates get their summary from the batch itself: no other span of
+        # them can exist, and a concurrent writer of the same trace waits on the unique index,
+        # then finds it existing. Existing traces are locked and re-aggregated below.
+        owners = traces_insert_new([
+            {"trace_id": t, "project_id": project.pk, "source": source, "created_at": now,
+             **_summary_from_batch(list(by_trace[t].values()), now)}
+            for t in trace_ids
+        ])
+        existing = (Trace.objects.select_for_update().filter(trace_id__in=[
+            t for t in trace_ids if t not in owners]).order_by("pk")
+            .values_list("trace_id", "pk", "project_id"))
+        foreign: set[str] = set()
+        refresh: list[int] = []
+        for trace_id, pk, project_id in existing:
+            owners[trace_id] = pk
+            if project_id == project.pk:
+                refresh.append(pk)
+            else:
+                foreign.add(trace_id)
         rows: dict[tuple[int, str], tuple[dict, _Prepared]] = {}
         for item in prepared:
             if item.record.trace_id in foreign:
@@ -134,8 +144,7 @@ def spans_ingest(
             rows[(trace_pk, item.record.span_id)] = (_span_values(item, trace_pk, now), item)
         ids = spans_upsert([values for values, _ in rows.values()])
         _save_span_payload_refs([(ids[key], item) for key, (_, item) in rows.items()])
-        touched = sorted({owners[t] for t in trace_ids if t not in foreign})
-        trace_summaries_refresh(trace_pks=touched, now=now)
+        trace_summaries_refresh(trace_pks=refresh, now=now)
         for run_id, trace_id in sorted({(i.run_id, i.record.trace_id) for _, i in rows.values()
                                         if i.run_id}):
             run_link_trace(run_id=run_id, trace_id=trace_id, project_id=project.pk)
@@ -221,32 +230,69 @@ def trace_summaries_refresh(*, trace_pks: list[int], now: datetime | None = None
         root = roots.get(pk) or first_span.get(pk)
         if s is None or root is None:
             continue
-        llm = s["llm_in"] is not None or s["llm_out"] is not None
-        env = root.resource.get("deployment.environment.name",
-                                root.resource.get("deployment.environment", ""))
-        summaries[pk] = {
-            "span_count": s["n"],
-            "error_count": s["errors"],
-            "status": (TraceStatus.ERROR if s["errors"] else
-                       TraceStatus.OK if s["oks"] else TraceStatus.UNSET),
-            "start_time": _to_dt(s["start"]),
-            "end_time": _to_dt(s["end"]),
-            "duration_ms": (s["end"] - s["start"]) / 1e6,
-            "input_tokens": (s["llm_in"] if llm else s["tokens_in"]) or 0,
-            "output_tokens": (s["llm_out"] if llm else s["tokens_out"]) or 0,
-            "cost_usd": (s["llm_cost"] if s["llm_cost"] is not None else s["cost"])
-            or Decimal(0),
-            "has_retry": s["retries"] > 0,
-            "has_timeout": s["timeouts"] > 0,
-            "run_id": s["run"] or "",
-            "models": sorted(models.get(pk, ())),
-            "tools": sorted(tools.get(pk, ())),
-            "root_span_name": root.name,
-            "service_name": root.service_name,
-            "environment": str(env)[:128],
-            "updated_at": now or timezone.now(),
-        }
+        summaries[pk] = _summary(s, models.get(pk, ()), tools.get(pk, ()), root,
+                                 now or timezone.now())
     traces_update(summaries)
+
+
+def _summary(s: dict, models, tools, root, now: datetime) -> dict:
+    """The summary columns of a trace from its span statistics (``s``, keyed like the
+    aggregate query in trace_summaries_refresh) and its root span (or earliest span)."""
+    llm = s["llm_in"] is not None or s["llm_out"] is not None
+    env = root.resource.get("deployment.environment.name",
+                            root.resource.get("deployment.environment", ""))
+    return {
+        "span_count": s["n"],
+        "error_count": s["errors"],
+        "status": (TraceStatus.ERROR if s["errors"] else
+                   TraceStatus.OK if s["oks"] else TraceStatus.UNSET),
+        "start_time": _to_dt(s["start"]),
+        "end_time": _to_dt(s["end"]),
+        "duration_ms": (s["end"] - s["start"]) / 1e6,
+        "input_tokens": (s["llm_in"] if llm else s["tokens_in"]) or 0,
+        "output_tokens": (s["llm_out"] if llm else s["tokens_out"]) or 0,
+        "cost_usd": (s["llm_cost"] if s["llm_cost"] is not None else s["cost"]) or Decimal(0),
+        "has_retry": s["retries"] > 0,
+        "has_timeout": s["timeouts"] > 0,
+        "run_id": s["run"] or "",
+        "models": sorted(models),
+        "tools": sorted(tools),
+        "root_span_name": root.name,
+        "service_name": root.service_name,
+        "environment": str(env)[:128],
+        "updated_at": now,
+    }
+
+
+def _total(values) -> Decimal | int | None:
+    """SQL's SUM: None when there is nothing but NULLs."""
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def _summary_from_batch(items: list[_Prepared], now: datetime) -> dict:
+    """``_summary`` computed in Python for a trace whose spans are all in this batch."""
+    llm = [i.genai for i in items if i.genai.span_type == "llm"]
+    every = [i.genai for i in items]
+    codes = [i.record.status_code for i in items]
+    stats = {
+        "n": len(items), "errors": codes.count("error"), "oks": codes.count("ok"),
+        "retries": sum(g.is_retry for g in every), "timeouts": sum(g.is_timeout for g in every),
+        "start": min(i.record.start_ns for i in items),
+        "end": max(i.record.end_ns for i in items),
+        "llm_in": _total(g.input_tokens for g in llm),
+        "llm_out": _total(g.output_tokens for g in llm),
+        "llm_cost": _total(g.cost_usd for g in llm),
+        "tokens_in": _total(g.input_tokens for g in every),
+        "tokens_out": _total(g.output_tokens for g in every),
+        "cost": _total(g.cost_usd for g in every),
+        "run": max(i.run_id for i in items),
+    }
+    roots = [i for i in items if not i.record.parent_span_id] or items
+    root = min(roots, key=lambda i: i.record.start_ns).record
+    models = {g.model[:200] for g in every if g.model}
+    tools = {g.tool_name[:256] for g in every if g.tool_name}
+    return _summary(stats, models, tools, root, now)
 
 
 def _first_spans(trace_pks: list[int], roots: dict[int, Span]) -> dict[int, Span]:

@@ -130,3 +130,34 @@ def traces_update(summaries: dict[int, dict]) -> None:
     assignments = ", ".join(f"{c} = %s" for c in SUMMARY_COLUMNS)
     with connection.cursor() as cursor:
         cursor.executemany(f"UPDATE traces_trace SET {assignments} WHERE id = %s", params)
+
+
+def traces_insert_new(rows: list[dict]) -> dict[str, int]:
+    """Insert the traces that do not exist yet, complete with their summaries; return
+    trace_id → pk for the rows actually inserted (a trace another writer created first is
+    left alone and absent from the result)."""
+    if not rows:
+        return {}
+    sqlite = connection.vendor == "sqlite"
+    adapt_dt = connection.ops.adapt_datetimefield_value
+    columns = ("trace_id", "project_id", "source", "created_at", *SUMMARY_COLUMNS)
+    params: list = []
+    for values in rows:
+        for column in columns:
+            value = values[column]
+            if column in ("models", "tools"):
+                value = dumps(value)
+            elif sqlite and column in ("start_time", "end_time", "created_at", "updated_at"):
+                value = adapt_dt(value)
+            elif sqlite and isinstance(value, Decimal):
+                value = str(value)
+            params.append(value)
+    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO traces_trace ({', '.join(columns)}) "
+            f"VALUES {', '.join([row_sql] * len(rows))} "
+            f"ON CONFLICT (trace_id) DO NOTHING RETURNING trace_id, id",
+            params,
+        )
+        return dict(cursor.fetchall())

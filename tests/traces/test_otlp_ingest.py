@@ -280,3 +280,36 @@ def test_a_batch_of_only_foreign_spans_is_rejected_cleanly(ingest, make_key, oth
     resp = post(ingest, json_request([json_span(T1, S2)]))
     assert resp.status_code == 200
     assert resp.json()["partialSuccess"]["rejectedSpans"] == 1
+
+
+SUMMARY_FIELDS = ["span_count", "error_count", "status", "start_time", "end_time", "duration_ms",
+                  "input_tokens", "output_tokens", "cost_usd", "has_retry", "has_timeout",
+                  "run_id", "models", "tools", "root_span_name", "service_name", "environment"]
+
+
+@pytest.mark.django_db
+def test_one_batch_and_many_batches_give_the_same_summary(ingest):
+    """New traces are summarised from the batch, existing ones by SQL: both must agree."""
+    def spans(trace_id):
+        return [
+            json_span(trace_id, S3, "retry", parent=S1, start=3000, status=2,
+                      attributes={"retry.count": 2, "gen_ai.operation.name": "chat",
+                                  "gen_ai.request.model": "claude-3-5-sonnet",
+                                  "gen_ai.usage.input_tokens": 50}),
+            json_span(trace_id, S1, "agent", start=1000, duration_ms=9,
+                      attributes={"tracefoundry.run_id": "run_x", "gen_ai.usage.input_tokens": 7,
+                                  "gen_ai.operation.name": "invoke_agent"}),
+            json_span(trace_id, S2, "chat", parent=S1, start=2000, status=1, attributes={
+                "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+                "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 10}),
+            json_span(trace_id, "4" * 16, "execute_tool grep", parent=S1, start=2500,
+                      attributes={"gen_ai.operation.name": "execute_tool",
+                                  "gen_ai.tool.name": "grep"}),
+        ]
+    post(ingest, json_request(spans(T1)))
+    for span in spans(T2):  # the same spans, one request each, children first
+        post(ingest, json_request([span]))
+    one, many = (Trace.objects.values(*SUMMARY_FIELDS).get(trace_id=t) for t in (T1, T2))
+    assert one == many
+    assert one["span_count"] == 4 and one["root_span_name"] == "agent"
+    assert one["input_tokens"] == 150 and one["models"] == ["claude-3-5-sonnet", "gpt-4o"]
