@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from payloads.models import PayloadRef
@@ -418,8 +418,21 @@ def events_append(
     prepared = prepare_events(events, default_source=source, from_json=from_json,
                               policy=_run_policy(run_id, project_id))
     with transaction.atomic():
-        run = _lock_run(run_id, project_id=project_id)
         now = timezone.now()
+        run = _reserve_fast(run_id=run_id, project_id=project_id, prepared=prepared, now=now)
+        if run is not None:
+            _check_step_ids(run, prepared)
+            first_seq = run.event_count - len(prepared) + 1
+            rows = [_event_row(run, p, seq=first_seq + i, now=now, late=False)
+                    for i, p in enumerate(prepared)]
+            events_insert(rows)
+            _save_payload_refs(rows, prepared)
+            realtime.broadcast_on_commit(
+                run_id=run.id, project_slug=project_slug(run.project_id),
+                events=realtime.live_events(rows), run=wire.run_snapshot(run),
+            )
+            return AppendResult(run=run, events=rows, accepted=len(rows), dropped=0)
+        run = _lock_run(run_id, project_id=project_id)
         late = False
         if run.is_finished:
             if not _is_late_worker(run, worker_id, now):
@@ -450,6 +463,42 @@ def events_append(
     return AppendResult(
         run=run, events=rows, accepted=len(accepted), dropped=dropped
     )
+
+
+_FAST_COLUMNS = (
+    "id", "project_id", "state", "attempt", "correlation_id", "event_count", "error_count",
+    "dropped_event_count", "steps_total", "steps_completed", "latest_event_at",
+    "cancel_requested_at", "started_at", "finished_at", "updated_at",
+)
+
+
+def _reserve_fast(
+    *, run_id: str, project_id: int | None, prepared: list[PreparedEvent], now: datetime
+) -> Run | None:
+    """PostgreSQL's common case in one statement: lock a run that takes events and has room,
+    and move its counters exactly as ``projections.apply_agent_events`` would.
+
+    Returns the run's fresh state, or None (finished runs, late events, the event cap, other
+    databases) for the general path. It saves the ORM's lock query and save (~1.5 ms of a
+    single append).
+    """
+    if connection.vendor != "postgresql":
+        return None
+    n = len(prepared)
+    sql = (
+        "UPDATE runs_run SET event_count = event_count + %s, error_count = error_count + %s, "
+        "latest_event_at = GREATEST(COALESCE(latest_event_at, %s), %s), updated_at = %s "
+        "WHERE id = %s AND state IN ('queued', 'running') AND event_count + %s <= %s"
+    )
+    params: list[Any] = [n, sum(p.level == "error" for p in prepared), now, now, now, run_id, n,
+                         settings.TRACEFOUNDRY_RUN_EVENT_LIMIT]
+    if project_id is not None:
+        sql += " AND project_id = %s"
+        params.append(project_id)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {', '.join(_FAST_COLUMNS)}", params)
+        row = cursor.fetchone()
+    return None if row is None else Run(**dict(zip(_FAST_COLUMNS, row, strict=True)))
 
 
 def _run_policy(run_id: str, project_id: int | None) -> str | None:
