@@ -108,25 +108,30 @@ SUMMARY_COLUMNS = (
 )
 
 
+_TRACE_DATETIMES = {"start_time", "end_time", "created_at", "updated_at"}
+
+
+def _trace_params(values: dict, columns: tuple[str, ...]) -> list:
+    """Column values of a trace row as the database driver wants them."""
+    sqlite = connection.vendor == "sqlite"
+    out = []
+    for column in columns:
+        value = values[column]
+        if column in ("models", "tools"):
+            value = dumps(value)
+        elif sqlite and column in _TRACE_DATETIMES:
+            value = connection.ops.adapt_datetimefield_value(value)
+        elif sqlite and isinstance(value, Decimal):
+            value = str(value)
+        out.append(value)
+    return out
+
+
 def traces_update(summaries: dict[int, dict]) -> None:
     """Write the summary columns of each trace (trace pk → values) with one statement."""
     if not summaries:
         return
-    sqlite = connection.vendor == "sqlite"
-    adapt_dt = connection.ops.adapt_datetimefield_value
-    params = []
-    for pk, values in summaries.items():
-        row = []
-        for column in SUMMARY_COLUMNS:
-            value = values[column]
-            if column in ("models", "tools"):
-                value = dumps(value)
-            elif sqlite and column in ("start_time", "end_time", "updated_at"):
-                value = adapt_dt(value)
-            elif sqlite and isinstance(value, Decimal):
-                value = str(value)
-            row.append(value)
-        params.append((*row, pk))
+    params = [(*_trace_params(values, SUMMARY_COLUMNS), pk) for pk, values in summaries.items()]
     assignments = ", ".join(f"{c} = %s" for c in SUMMARY_COLUMNS)
     with connection.cursor() as cursor:
         cursor.executemany(f"UPDATE traces_trace SET {assignments} WHERE id = %s", params)
@@ -138,20 +143,8 @@ def traces_insert_new(rows: list[dict]) -> dict[str, int]:
     left alone and absent from the result)."""
     if not rows:
         return {}
-    sqlite = connection.vendor == "sqlite"
-    adapt_dt = connection.ops.adapt_datetimefield_value
     columns = ("trace_id", "project_id", "source", "created_at", *SUMMARY_COLUMNS)
-    params: list = []
-    for values in rows:
-        for column in columns:
-            value = values[column]
-            if column in ("models", "tools"):
-                value = dumps(value)
-            elif sqlite and column in ("start_time", "end_time", "created_at", "updated_at"):
-                value = adapt_dt(value)
-            elif sqlite and isinstance(value, Decimal):
-                value = str(value)
-            params.append(value)
+    params = [value for values in rows for value in _trace_params(values, columns)]
     row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
     with connection.cursor() as cursor:
         cursor.execute(
