@@ -138,11 +138,15 @@ def live_events(rows: Sequence) -> dict:
     return {"first_id": rows[0].id, "last_id": rows[-1].id, "events": events}
 
 
-def broadcast_on_commit(*, run_id: str, project_slug: str, events: dict, run: dict) -> None:
+def broadcast_on_commit(
+    *, run_id: str, project_slug: str, events: dict, run: dict, steps: Sequence[dict] = ()
+) -> None:
     """After commit, send the new events and the run's fresh snapshot to its two groups.
 
-    The message: ``{"type": "run.update", "run_id", "first_id", "last_id", "events", "run"}``
-    where ``events`` is None when the batch was too big to inline (read ids first..last).
+    The message: ``{"type": "run.update", "run_id", "first_id", "last_id", "events", "run",
+    "steps"}`` where ``events`` is None when the batch was too big to inline (read ids
+    first..last) and ``steps`` holds the steps whose state changed.
     """
-    message = {"type": "run.update", "run_id": run_id, **events, "run": run}
+    message = {"type": "run.update", "run_id": run_id, **events, "run": run,
+               "steps": list(steps)}
     transaction.on_commit(lambda: send((run_group(run_id), project_group(project_slug)), message))

@@ -128,6 +128,7 @@ def _save_projection(run: Run, steps: list[Step], events: list[RunEvent]) -> Non
         project_slug=project_slug(run.project_id),
         events=realtime.live_events(events),
         run=wire.run_snapshot(run),
+        steps=[wire.step_dict(step) for step in steps],
     )
 
 

@@ -1,0 +1,9 @@
+"""Template context for the pages: the user's role, so templates can hide what it can't do."""
+
+from tracefoundry.roles import ADMIN, ENGINEER, user_role
+
+
+def role(request):
+    current = user_role(getattr(request, "user", None))
+    return {"tf_role": current or "", "tf_can_write": current in (ENGINEER, ADMIN),
+            "tf_can_see_payloads": current in (ENGINEER, ADMIN)}
