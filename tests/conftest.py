@@ -139,3 +139,38 @@ def key_client(make_key):
         return client_for(raw_key=raw)
 
     return make
+
+
+# --- end-to-end: a real deployment (tests/livestack.py) and headless Chromium -----------------
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory):
+    """A migrated database of its own and daphne servers started on demand (``.server()``)."""
+    from tests.livestack import LiveStack
+
+    stack = LiveStack.create(tmp_path_factory.mktemp("live"))
+    yield stack
+    stack.close()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium driven by Playwright (installed by .ci/run; skipped when absent)."""
+    from tests.livestack import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium):
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
