@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from tracefoundry.env import env_bool, env_choice, env_int, env_list, env_str
+from tracefoundry.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -117,7 +117,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            # Consumers wait on the server with a 5 s BZPOPMIN; redis-py's own 5 s default read
+            # timeout would race it and kill idle sockets, so reads get more room than that.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15,
+                           "socket_connect_timeout": 5}],
+                "capacity": 1000,
+                "expiry": 30,
+            },
         }
     }
     CACHES = {
@@ -239,6 +246,12 @@ TRACEFOUNDRY_LATE_EVENT_GRACE_SECONDS = _tf_int("LATE_EVENT_GRACE_SECONDS", 30, 
 TRACEFOUNDRY_RETRY_BASE_SECONDS = _tf_int("RETRY_BASE_SECONDS", 2, 0)
 TRACEFOUNDRY_RETRY_MAX_SECONDS = _tf_int("RETRY_MAX_SECONDS", 600, 0)
 TRACEFOUNDRY_DEFAULT_MAX_ATTEMPTS = _tf_int("DEFAULT_MAX_ATTEMPTS", 3, 1)
+# Queue and workers (runs/queue.py, runs/worker.py).
+TRACEFOUNDRY_HEARTBEAT_SECONDS = _tf_int("HEARTBEAT_SECONDS", 10, 1)
+TRACEFOUNDRY_STALL_TIMEOUT_SECONDS = _tf_int("STALL_TIMEOUT_SECONDS", 60, 1)
+TRACEFOUNDRY_REAPER_INTERVAL_SECONDS = _tf_int("REAPER_INTERVAL_SECONDS", 15, 1)
+TRACEFOUNDRY_WORKER_POLL_MS = _tf_int("WORKER_POLL_MS", 1000, 10)
+TRACEFOUNDRY_WORKER_SHUTDOWN_GRACE_SECONDS = _tf_int("WORKER_SHUTDOWN_GRACE_SECONDS", 8, 0)
 TRACEFOUNDRY_API_KEY_CACHE_SECONDS = _tf_int("API_KEY_CACHE_SECONDS", 5, 0)
 TRACEFOUNDRY_OTLP_MAX_BYTES = _tf_int("OTLP_MAX_BYTES", 20 * 1024 * 1024, 1024)
 TRACEFOUNDRY_OTLP_MAX_IN_FLIGHT = _tf_int("OTLP_MAX_IN_FLIGHT", 8, 1)
@@ -249,6 +262,11 @@ TRACEFOUNDRY_SPAN_INLINE_LIMIT = _tf_int("SPAN_INLINE_LIMIT", 8 * 1024, 256)
 TRACEFOUNDRY_MODEL_PRICES = Path(
     env_str("TRACEFOUNDRY_MODEL_PRICES", str(BASE_DIR / "deploy" / "model-prices.yaml"))
 )
+# Live streams: events a WebSocket client may leave unacknowledged, and how long it may stay
+# behind before it is told to resync from the database.
+TRACEFOUNDRY_WS_WINDOW = _tf_int("WS_WINDOW", 1000, 10)
+TRACEFOUNDRY_WS_ACK_TIMEOUT = env_float("TRACEFOUNDRY_WS_ACK_TIMEOUT", 10.0)
+TRACEFOUNDRY_SSE_KEEPALIVE_SECONDS = env_float("TRACEFOUNDRY_SSE_KEEPALIVE_SECONDS", 15.0)
 TRACEFOUNDRY_THROTTLE_RATES = {
     "enqueue": env_str("TRACEFOUNDRY_THROTTLE_ENQUEUE", "1200/min"),
     "cancel": env_str("TRACEFOUNDRY_THROTTLE_CANCEL", "600/min"),

@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from runs.api import views
+from runs.api import stream, views
 
 RUN = r"runs/(?P<run_id>run_[0-9A-Za-z]{1,36})"
 STEP = r"steps/(?P<step_id>step_[0-9A-Za-z]{1,36})"
@@ -20,4 +20,6 @@ urlpatterns = [
         for action in ("start", "succeed", "fail", "skip")
     ],
     re_path(rf"^{RUN}/events/?$", views.EventListCreateView.as_view(), name="run-events"),
+    re_path(rf"^{RUN}/events/stream/?$", stream.EventStreamView.as_view(),
+            name="run-events-stream"),
 ]
