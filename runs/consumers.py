@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 
+import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -36,6 +37,21 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_RESYNC = 4008
+# Counter-only snapshot changes are sent at most this often per client.
+SNAPSHOT_INTERVAL = 0.25
+# Every socket of a process that follows a run gets the same frame for an event: encode it once.
+_FRAME_CACHE_SIZE = 4096
+_event_frames: OrderedDict[int, str] = OrderedDict()
+
+
+def event_frame(event: dict) -> str:
+    frame = _event_frames.get(event["id"])
+    if frame is None:
+        frame = orjson.dumps({"type": "event", "event": event}).decode()
+        _event_frames[event["id"]] = frame
+        if len(_event_frames) > _FRAME_CACHE_SIZE:
+            _event_frames.popitem(last=False)
+    return frame
 
 
 def scope_access(scope) -> Access:
@@ -62,6 +78,10 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
     """Authorisation, flow control and the ack/resync protocol; subclasses say what to send."""
 
     group: str = ""
+
+    @classmethod
+    async def encode_json(cls, content) -> str:
+        return orjson.dumps(content).decode()
 
     async def connect(self) -> None:
         self.unacked: deque[int] = deque()
@@ -93,8 +113,9 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code) -> None:
         self.closed = True
-        if self.ack_timer is not None:
-            self.ack_timer.cancel()
+        for timer in (self.ack_timer, getattr(self, "snapshot_timer", None)):
+            if timer is not None:
+                timer.cancel()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -122,7 +143,7 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_event(self, event: dict) -> None:
         self.unacked.append(event["id"])
-        await self.send_json({"type": "event", "event": event})
+        await self.send(text_data=event_frame(event))
 
     def window_full(self) -> None:
         """Stop sending; if no ack frees the window in time, tell the client to resync."""
@@ -191,6 +212,7 @@ class RunStreamConsumer(_LiveConsumer):
         last_id, last_seq = await database_sync_to_async(live.run_cursor_start)(
             self.run_id, after_id or 0)
         self.cursor = live.RunCursor(last_id=last_id, last_seq=last_seq)
+        self.snapshot_timer = None
         self.state = live.SnapshotState(
             snapshot=await database_sync_to_async(live.run_live_snapshot)(self.run_id))
         await self.send_json({"type": "run", "run": self.state.snapshot})
@@ -217,9 +239,22 @@ class RunStreamConsumer(_LiveConsumer):
             await self.send_event(event)
 
     async def _send_snapshot(self) -> None:
-        snapshot = self.state.take()
-        if snapshot is not None and not self.closed:
-            await self.send_json({"type": "run", "run": snapshot})
+        """Send the snapshot now when something people watch changed, else soon (coalesced)."""
+        if self.closed or not self.state.dirty:
+            return
+        if self.state.urgent:
+            await self.send_json({"type": "run", "run": self.state.take()})
+        elif self.snapshot_timer is None:
+            loop = asyncio.get_running_loop()
+            self.snapshot_timer = loop.call_later(
+                SNAPSHOT_INTERVAL, lambda: loop.create_task(self._flush_snapshot()))
+
+    async def _flush_snapshot(self) -> None:
+        async with self.lock:
+            self.snapshot_timer = None
+            snapshot = self.state.take()
+            if snapshot is not None and not self.closed:
+                await self.send_json({"type": "run", "run": snapshot})
 
     async def on_update(self, message: dict) -> None:
         self.state.merge_message(message)
@@ -263,6 +298,9 @@ class ProjectStreamConsumer(_LiveConsumer):
         self.high_id = after_id  # the global id the database catch-up has reached
         self.catching_up = True
         self.missed = False
+        self.snapshot_timer = None
+        self.run_states: dict[str, str] = {}
+        self.pending_runs: dict[str, dict] = {}
 
     async def pump(self) -> None:
         while self.catching_up and not self.closed:
@@ -302,7 +340,28 @@ class ProjectStreamConsumer(_LiveConsumer):
         for event in fresh:
             cursor.advance(event)
             await self.send_event(event)
-        await self.send_json({"type": "run", "run": message["run"]})
+        await self._send_run(message["run"])
+
+    async def _send_run(self, run: dict) -> None:
+        """A run's new state goes out at once; its counters moving, coalesced per run."""
+        if self.run_states.get(run["id"]) != run["state"]:
+            self.run_states[run["id"]] = run["state"]
+            self.pending_runs.pop(run["id"], None)
+            await self.send_json({"type": "run", "run": run})
+            return
+        self.pending_runs[run["id"]] = run
+        if self.snapshot_timer is None:
+            loop = asyncio.get_running_loop()
+            self.snapshot_timer = loop.call_later(
+                SNAPSHOT_INTERVAL, lambda: loop.create_task(self._flush_runs()))
+
+    async def _flush_runs(self) -> None:
+        async with self.lock:
+            self.snapshot_timer = None
+            pending, self.pending_runs = self.pending_runs, {}
+            for run in pending.values():
+                if not self.closed:
+                    await self.send_json({"type": "run", "run": run})
 
     async def catch_up_after_pause(self) -> None:
         if self.catching_up:

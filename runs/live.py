@@ -18,6 +18,7 @@ from runs import wire
 from runs.models import Run, RunEvent, Step
 
 PAGE = 500
+COUNTER_FIELDS = frozenset({"event_count", "error_count", "latest_event_at"})
 PROJECT_TAIL = 100  # events a project stream starts with when the client names no after_id
 TRACKED_RUNS = 10_000  # per-run cursors a project stream remembers (oldest forgotten first)
 
@@ -135,16 +136,22 @@ class SnapshotState:
 
     snapshot: dict | None = None
     dirty: bool = False
+    # A change people must see at once (state, attempt, steps), as opposed to counters and
+    # log lines moving, which a client may be sent a few times a second at most.
+    urgent: bool = False
 
     def merge_message(self, message: dict) -> None:
         if self.snapshot is None:
             return
         run = message.get("run") or {}
-        if any(self.snapshot.get(k) != v for k, v in run.items()):
+        changed = [k for k, v in run.items() if self.snapshot.get(k) != v]
+        if changed:
+            self.urgent = self.urgent or not set(changed) <= COUNTER_FIELDS
             self.snapshot.update(run)
             self.dirty = True
         steps = message.get("steps") or []
         if steps:
+            self.urgent = True
             by_id = {s["id"]: s for s in self.snapshot.setdefault("steps", [])}
             for step in steps:
                 current = by_id.get(step["id"])
@@ -168,5 +175,5 @@ class SnapshotState:
         """The snapshot if it changed since last taken."""
         if not self.dirty or self.snapshot is None:
             return None
-        self.dirty = False
+        self.dirty = self.urgent = False
         return self.snapshot

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -23,6 +24,9 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+CHANNEL_LAYER_TIMEOUT = 3.0
+
+
 def _check_database() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
@@ -33,9 +37,14 @@ def _check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.send)(channel, {"type": "readyz.ping", "nonce": uuid.uuid4().hex})
-    async_to_sync(layer.receive)(channel)
+    async def round_trip() -> None:
+        # One event loop for the whole trip: the Redis pub/sub layer's subscriptions belong
+        # to the loop that made them.
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "readyz.ping", "nonce": uuid.uuid4().hex})
+        await asyncio.wait_for(layer.receive(channel), CHANNEL_LAYER_TIMEOUT)
+
+    async_to_sync(round_trip)()
 
 
 def _check_storage() -> None:

@@ -116,15 +116,12 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # Consumers wait on the server with a 5 s BZPOPMIN; redis-py's own 5 s default read
-            # timeout would race it and kill idle sockets, so reads get more room than that.
-            "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15,
-                           "socket_connect_timeout": 5}],
-                "capacity": 1000,
-                "expiry": 30,
-            },
+            # Pub/Sub: an event reaches each web process once and is fanned out to its sockets
+            # there, instead of one Redis list pop per socket (channels_redis.core), which tops
+            # out at a few thousand socket messages a second. Delivery is best-effort either
+            # way: the consumers read anything they missed back from the database.
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_connect_timeout": 5}]},
         }
     }
     CACHES = {

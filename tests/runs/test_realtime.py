@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -16,52 +16,60 @@ from tests.runs.factories import RunFactory
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def listen(group: str) -> str:
+async def listen(group: str) -> str:
+    # One event loop per test for new_channel, group_add and receive: the Redis pub/sub
+    # layer's subscriptions belong to the loop that made them.
     layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(group, channel)
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
     return channel
 
 
-def receive(channel: str, timeout: float = 1.0):
-    async def _recv():
-        return await asyncio.wait_for(get_channel_layer().receive(channel), timeout)
-
+async def receive(channel: str, timeout: float = 2.0):
     try:
-        return async_to_sync(_recv)()
+        return await asyncio.wait_for(get_channel_layer().receive(channel), timeout)
     except TimeoutError:
         return None
 
 
-def test_committed_events_are_broadcast_to_run_and_project(project):
-    run = RunFactory(state="running")
-    on_run, on_project = listen(run_group(run.id)), listen(project_group("default"))
-    services.events_append(run_id=run.id, events=[{"type": "note", "payload": {"n": 1}}])
+@pytest.mark.asyncio
+async def test_committed_events_are_broadcast_to_run_and_project(project):
+    run = await database_sync_to_async(RunFactory)(state="running")
+    on_run, on_project = await listen(run_group(run.id)), await listen(project_group("default"))
+    await database_sync_to_async(services.events_append)(
+        run_id=run.id, events=[{"type": "note", "payload": {"n": 1}}])
     for channel in (on_run, on_project):
-        message = receive(channel)
+        message = await receive(channel)
         assert message["type"] == "run.update"
         assert [e["payload"] for e in message["events"]] == [{"n": 1}]
         assert message["first_id"] == message["last_id"] == message["events"][0]["id"]
         assert message["run"]["state"] == "running" and message["run"]["event_count"] == 3
 
 
-def test_big_batches_travel_as_an_id_range(project):
-    run = RunFactory(state="running")
-    channel = listen(run_group(run.id))
-    result = services.events_append(run_id=run.id, events=[{"type": "note"}] * 500)
-    message = receive(channel)
+@pytest.mark.asyncio
+async def test_big_batches_travel_as_an_id_range(project):
+    run = await database_sync_to_async(RunFactory)(state="running")
+    channel = await listen(run_group(run.id))
+    result = await database_sync_to_async(services.events_append)(
+        run_id=run.id, events=[{"type": "note"}] * 500)
+    message = await receive(channel)
     assert message["events"] is None
     assert (message["first_id"], message["last_id"]) == (result.events[0].id,
                                                          result.events[-1].id)
 
 
-def test_rolled_back_events_are_never_broadcast(project):
-    run = RunFactory(state="running")
-    channel = listen(run_group(run.id))
-    with pytest.raises(RuntimeError), transaction.atomic():
-        services.events_append(run_id=run.id, events=[{"type": "note"}])
-        raise RuntimeError("the caller's transaction fails")
-    assert receive(channel, timeout=0.3) is None
+@pytest.mark.asyncio
+async def test_rolled_back_events_are_never_broadcast(project):
+    run = await database_sync_to_async(RunFactory)(state="running")
+    channel = await listen(run_group(run.id))
+
+    def append_then_fail():
+        with pytest.raises(RuntimeError), transaction.atomic():
+            services.events_append(run_id=run.id, events=[{"type": "note"}])
+            raise RuntimeError("the caller's transaction fails")
+
+    await database_sync_to_async(append_then_fail)()
+    assert await receive(channel, timeout=0.3) is None
 
 
 def test_a_broken_channel_layer_never_fails_the_write(project, settings):
