@@ -26,6 +26,14 @@ exactly once after the re-sends. Exit status: 0 all pass, 1 a budget failed, 2 t
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/ holds queue.py: keep this folder behind the standard library on sys.path, or
+# `import queue` (psycopg, concurrent.futures) would find the queue benchmark instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
+
 import argparse
 import contextlib
 import cProfile
@@ -66,7 +74,6 @@ try:
 except ImportError:  # pragma: no cover - a dev dependency
     sys.exit("bench/ingest.py needs httpx: .venv/bin/pip install -e '.[dev]'")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # bench/ is not a package: this folder is on sys.path
     add_run_options,
     bench_db,

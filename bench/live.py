@@ -31,15 +31,15 @@ from pathlib import Path
 _BENCH = str(Path(__file__).resolve().parent)
 sys.path[:] = [p for p in sys.path if p not in ("", _BENCH)] + [_BENCH]
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from datetime import datetime  # noqa: E402
+import argparse
+import asyncio
+import json
+import time
+from datetime import datetime
 
-import common  # noqa: E402
-import httpx  # noqa: E402
-import websockets  # noqa: E402
+import common
+import httpx
+import websockets
 
 BUDGET_P95_MS = 50.0
 

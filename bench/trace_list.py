@@ -22,6 +22,14 @@ that would serve it. Exit status: 0 all budgets pass, 1 a budget failed, 2 the b
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/ holds queue.py: keep this folder behind the standard library on sys.path, or
+# `import queue` (psycopg, concurrent.futures) would find the queue benchmark instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
+
 import argparse
 import contextlib
 import cProfile
@@ -41,9 +49,6 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import psycopg
-from psycopg import sql
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # bench/ is not a package: this folder is on sys.path
     REDIS_URL,
     bench_db,
@@ -56,6 +61,7 @@ from common import (  # bench/ is not a package: this folder is on sys.path
     run_phase,
     setup_django,
 )
+from psycopg import sql
 
 PG_BENCH_DB = "tracefoundry_bench_trace_list"
 SQLITE_NAME = "bench-trace-list.sqlite3"
