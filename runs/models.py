@@ -89,6 +89,10 @@ class Run(models.Model):
                 name="run_unfinished_idx",
                 condition=Q(state__in=["queued", "running"]),
             ),
+            # The claim's scan: queued runs oldest first (runs/queue.py), without sorting them.
+            models.Index(
+                fields=["created_at", "id"], name="run_queued_idx", condition=Q(state="queued"),
+            ),
         ]
 
     def __str__(self) -> str:

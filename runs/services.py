@@ -44,6 +44,7 @@ from runs.projections import (
     reset_step,
 )
 from runs.selectors import project_policy_overrides, project_slug
+from runs.wakeup import workers_wake
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,15 @@ def _check_transition(run: Run, action: str) -> None:
         raise InvalidTransition(entity="run", current_state=run.state, action=action)
 
 
-def _check_holder(run: Run, worker_id: str | None) -> None:
+def _check_holder(run: Run, worker_id: str | None, *, strict: bool = False) -> None:
+    """A worker acts only on the runs it holds. ``strict`` (worker-only API keys): the run must
+    be held by ``worker_id``; otherwise a run held by nobody, or a caller naming no worker, pass.
+    """
+    if strict and (not worker_id or worker_id != run.claimed_by):
+        raise InvalidTransition(
+            entity="run", current_state=f"{run.state} (held by {run.claimed_by or 'nobody'})",
+            action=f"act as worker {worker_id or '(none)'} on",
+        )
     if worker_id and run.claimed_by and worker_id != run.claimed_by:
         raise InvalidTransition(
             entity="run", current_state=f"{run.state} (held by {run.claimed_by})",
@@ -227,6 +236,8 @@ def run_enqueue(
                 steps={}, source=source,
             )
             _save_projection(run, [], [event])
+            if run_after is None or run_after <= now:
+                workers_wake(kind=kind)
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -256,6 +267,9 @@ def run_succeed(
         output_ref = payload_store(
             data=data, content_type="application/json", redaction_mode=redactor.policy
         ).ref
+    fast = _succeed_fast(run_id=run_id, output_ref=output_ref[:512], worker_id=worker_id)
+    if fast is not None:
+        return fast
     with transaction.atomic():
         run = _lock_run(run_id)
         _check_transition(run, "succeed")
@@ -297,15 +311,19 @@ def run_fail(
 
 
 def run_cancel(
-    *, run_id: str, reason: str = "", worker_id: str | None = None, force: bool = False
+    *, run_id: str, reason: str = "", worker_id: str | None = None, force: bool = False,
+    require_holder: bool = False,
 ) -> Run:
     """Cancel a run. Queued runs cancel at once; a running run is first asked to stop
     (``run.cancel_requested``) and is canceled when its worker acknowledges (cancel again with
-    its ``worker_id``) or when ``force`` is set."""
+    its ``worker_id``) or when ``force`` is set. ``require_holder``: only the run's own worker
+    may do this (worker-only API keys acknowledging a cancel request)."""
     reason = get_redactor().text(str(reason))[:1000]
     with transaction.atomic():
         run = _lock_run(run_id)
         _check_transition(run, "cancel")
+        if require_holder:
+            _check_holder(run, worker_id, strict=True)
         acknowledged = bool(worker_id) and worker_id == run.claimed_by
         if run.state == RunState.RUNNING and not (force or acknowledged):
             if run.cancel_requested_at is not None:
@@ -500,6 +518,91 @@ def _reserve_fast(
         cursor.execute(f"{sql} RETURNING {', '.join(_FAST_COLUMNS)}", params)
         row = cursor.fetchone()
     return None if row is None else Run(**dict(zip(_FAST_COLUMNS, row, strict=True)))
+
+
+# The event_id of a run's latest lifecycle event: the causation of the next one, read in the
+# same statement that changes the run (``r`` is the run's alias in that statement).
+PREVIOUS_LIFECYCLE_SQL = (
+    "(SELECT e.event_id FROM runs_runevent e WHERE e.run_id = r.id "
+    "AND e.type = ANY(%(lifecycle_types)s) ORDER BY e.id DESC LIMIT 1)"
+)
+# Inserts the lifecycle event of every run the statement's ``changed`` CTE returns; ``text`` is
+# its payload as compact JSON (what envelope.dumps writes), built by the ``payloads`` CTE.
+LIFECYCLE_INSERT_SQL = (
+    "INSERT INTO runs_runevent (event_id, run_id, step_id, seq, type, level, source, created_at,"
+    " correlation_id, causation_id, payload, payload_bytes, truncated, late) "
+    "SELECT gen_random_uuid(), c.id, NULL, c.event_count, %(etype)s, 'info', %(source)s, %(at)s,"
+    " c.correlation_id, COALESCE(c.previous_event_id::text, ''), p.text::jsonb,"
+    " octet_length(p.text), false, false "
+    "FROM changed c JOIN payloads p ON p.run_id = c.id "
+    "RETURNING id AS event_pk, event_id AS new_event_id, run_id"
+)
+
+
+def lifecycle_changes(sql: str, params: dict[str, Any]) -> list[Run]:
+    """Run one PostgreSQL statement that changes runs and inserts their lifecycle events (CTEs
+    ``changed``, ``payloads`` and ``events``); return the changed runs, each with its stored
+    event's ``event_pk`` and ``new_event_id``. One round trip: in autocommit it is its own
+    transaction, with no BEGIN and COMMIT of their own."""
+    params = {**params, "lifecycle_types": list(lc.LIFECYCLE_TYPES)}
+    final = ("SELECT c.*, ev.event_pk, ev.new_event_id FROM changed c "
+             "JOIN events ev ON ev.run_id = c.id")
+    return list(Run.objects.raw(f"{sql} {final}", params))
+
+
+def lifecycle_row(
+    run: Run, etype: str, payload: dict, *, at: datetime, source: str, level: str = "info"
+) -> EventRow:
+    """The row a fast path stored for ``run`` (``run.event_count`` already counts it)."""
+    text = dumps(payload)
+    return EventRow(
+        run_id=run.id, seq=run.event_count, type=etype, level=level, source=source,
+        created_at=at, correlation_id=run.correlation_id,
+        causation_id=str(run.previous_event_id) if run.previous_event_id else "",
+        payload=payload, payload_json=text, payload_bytes=len(text.encode("utf-8")),
+        id=run.event_pk, event_id=run.new_event_id,
+    )
+
+
+def lifecycle_broadcast(run: Run, rows: list[EventRow]) -> None:
+    realtime.broadcast_on_commit(
+        run_id=run.id, project_slug=project_slug(run.project_id),
+        events=realtime.live_events(rows), run=wire.run_snapshot(run),
+    )
+
+
+def _succeed_fast(*, run_id: str, output_ref: str, worker_id: str | None) -> Run | None:
+    """PostgreSQL's common case of ``run_succeed`` in one statement: it does what
+    ``projections.apply_event`` does for ``run.succeeded`` and stores the event.
+
+    Only for a running run with no open step that the caller may finish; anything else (other
+    databases included) returns None for the general path, which also raises the right error.
+    """
+    if connection.vendor != "postgresql":
+        return None
+    now = timezone.now()
+    holder = " AND (r.claimed_by = '' OR r.claimed_by = %(worker_id)s)" if worker_id else ""
+    sql = (
+        "WITH changed AS (UPDATE runs_run r SET state = 'succeeded', finished_at = %(at)s,"
+        " output_ref = %(output_ref)s, event_count = r.event_count + 1,"
+        " latest_event_at = GREATEST(COALESCE(r.latest_event_at, %(at)s), %(at)s),"
+        " updated_at = %(at)s WHERE r.id = %(run_id)s AND r.state = 'running'"
+        f" AND r.steps_completed = r.steps_total{holder}"
+        f" RETURNING r.*, {PREVIOUS_LIFECYCLE_SQL} AS previous_event_id), "
+        "payloads AS (SELECT id AS run_id, %(payload)s AS text FROM changed), "
+        f"events AS ({LIFECYCLE_INSERT_SQL})"
+    )
+    payload = {"output_ref": output_ref}
+    found = lifecycle_changes(sql, {
+        "at": now, "output_ref": output_ref, "run_id": run_id, "worker_id": worker_id,
+        "payload": dumps(payload), "etype": lc.RUN_SUCCEEDED, "source": "server",
+    })
+    if not found:
+        return None
+    run = found[0]
+    lifecycle_broadcast(run, [lifecycle_row(run, lc.RUN_SUCCEEDED, payload, at=now,
+                                            source="server")])
+    return run
 
 
 def _run_policy(run_id: str, project_id: int | None) -> str | None:

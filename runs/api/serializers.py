@@ -74,6 +74,34 @@ class RunFailSerializer(serializers.Serializer):
     worker_id = serializers.CharField(max_length=200, required=False)
 
 
+class RunClaimSerializer(serializers.Serializer):
+    worker_id = serializers.CharField(max_length=200, help_text=(
+        "Who claims: the id this worker uses in heartbeat, succeed and fail."))
+    kinds = serializers.ListField(
+        child=serializers.CharField(max_length=128), required=False, default=list,
+        max_length=100, help_text="Only runs of these kinds (default: any kind).")
+    limit = serializers.IntegerField(min_value=1, max_value=100, required=False, default=1,
+                                     help_text="Claim up to this many runs at once.")
+
+
+class RunClaimResultSerializer(serializers.Serializer):
+    runs = RunSerializer(many=True, help_text=(
+        "The claimed runs, now `running` and held by `worker_id` (oldest first; empty when "
+        "nothing is due)."))
+
+
+class RunHeartbeatSerializer(serializers.Serializer):
+    worker_id = serializers.CharField(max_length=200)
+
+
+class RunHeartbeatResultSerializer(serializers.Serializer):
+    run_id = serializers.CharField()
+    state = serializers.CharField()
+    heartbeat_at = serializers.DateTimeField()
+    cancel_requested = serializers.BooleanField(help_text=(
+        "Stop the job, then acknowledge with `POST /runs/{id}/cancel` and your `worker_id`."))
+
+
 class RunCancelSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
     worker_id = serializers.CharField(max_length=200, required=False)

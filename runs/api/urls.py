@@ -7,12 +7,14 @@ STEP = r"steps/(?P<step_id>step_[0-9A-Za-z]{1,36})"
 
 urlpatterns = [
     re_path(r"^runs/?$", views.RunListCreateView.as_view(), name="run-list"),
+    re_path(r"^runs/claim/?$", views.RunClaimView.as_view(), name="run-claim"),
     re_path(rf"^{RUN}/?$", views.RunDetailView.as_view(), name="run-detail"),
     re_path(rf"^{RUN}/start/?$", views.RunStartView.as_view(), name="run-start"),
     re_path(rf"^{RUN}/succeed/?$", views.RunSucceedView.as_view(), name="run-succeed"),
     re_path(rf"^{RUN}/complete/?$", views.RunSucceedView.as_view(), name="run-complete"),
     re_path(rf"^{RUN}/fail/?$", views.RunFailView.as_view(), name="run-fail"),
     re_path(rf"^{RUN}/cancel/?$", views.RunCancelView.as_view(), name="run-cancel"),
+    re_path(rf"^{RUN}/heartbeat/?$", views.RunHeartbeatView.as_view(), name="run-heartbeat"),
     re_path(rf"^{RUN}/steps/?$", views.StepListCreateView.as_view(), name="run-steps"),
     *[
         re_path(rf"^{RUN}/{STEP}/{action}/?$", views.StepActionView.as_view(action=action),

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from django.db.models import prefetch_related_objects
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.filters import OrderingFilter
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from runs import selectors, services, wire
+from runs import queue, selectors, services, wire
 from runs.api import serializers as s
 from runs.api.filters import RunFilter
 from runs.models import Run
@@ -150,8 +152,21 @@ class RunFailView(RunScopedView):
         return Response(s.RunSerializer(run).data)
 
 
+class CancelAllowed(BasePermission):
+    """Engineers and `runs:write` keys cancel any run; a `worker` key only acknowledges the
+    cancel request of a run it holds (it must send its `worker_id`)."""
+
+    message = "your role or key scope does not allow this (write)"
+
+    def has_permission(self, request, view) -> bool:
+        if allows(Cap.WRITE)().has_permission(request, view):
+            return True
+        return (allows(Cap.WORKER)().has_permission(request, view)
+                and isinstance(request.data, dict) and bool(request.data.get("worker_id")))
+
+
 class RunCancelView(RunScopedView):
-    permission_classes = [allows(Cap.WRITE)]
+    permission_classes = [CancelAllowed]
     throttle_classes = [CancelThrottle]
 
     @extend_schema(
@@ -160,7 +175,8 @@ class RunCancelView(RunScopedView):
         description=(
             "Queued runs are canceled at once (200). A running run is asked to stop (202, "
             "`cancel_requested_at` set); it is canceled when its worker cancels it again with "
-            "its `worker_id`, or at once with `force`."
+            "its `worker_id`, or at once with `force`. A `worker` key may only do the former, "
+            "for a run it holds (409 otherwise)."
         ),
     )
     def post(self, request, run_id: str):
@@ -168,9 +184,61 @@ class RunCancelView(RunScopedView):
         run = services.run_cancel(
             run_id=self.get_run(run_id).id, reason=data["reason"],
             worker_id=data.get("worker_id"), force=data["force"],
+            require_holder=not access_for(request).can(Cap.WRITE),
         )
         code = status.HTTP_200_OK if run.is_finished else status.HTTP_202_ACCEPTED
         return Response(s.RunSerializer(run).data, status=code)
+
+
+class RunClaimView(APIView):
+    """External workers claim queued runs (a key with the `worker` scope, its project only)."""
+
+    permission_classes = [allows(Cap.WORKER)]
+
+    @extend_schema(
+        request=s.RunClaimSerializer,
+        responses={200: s.RunClaimResultSerializer,
+                   **{code: r for code, r in ERRORS.items() if code != 404}},
+        operation_id="runs_claim",
+        description=(
+            "Atomically claims up to `limit` due queued runs (oldest first) for `worker_id`: "
+            "each becomes `running` with `attempt` + 1 and a `run.started` event. No run is "
+            "ever given to two workers. Heartbeat each run (`POST /runs/{id}/heartbeat`) more "
+            "often than the server's stall timeout, then `succeed` or `fail` it with the same "
+            "`worker_id`."
+        ),
+    )
+    def post(self, request):
+        data = validated(s.RunClaimSerializer, request.data)
+        runs = queue.run_claim_next(
+            data["worker_id"], data["kinds"], data["limit"],
+            project_id=access_for(request).project_id,
+        )
+        prefetch_related_objects(runs, "project")
+        return Response({"runs": s.RunSerializer(runs, many=True).data})
+
+
+class RunHeartbeatView(RunScopedView):
+    permission_classes = [allows(Cap.WORKER)]
+
+    @extend_schema(
+        request=s.RunHeartbeatSerializer,
+        responses={200: s.RunHeartbeatResultSerializer, **ERRORS,
+                   409: error_response("The run is not running or not held by `worker_id`; "
+                                       "`details.state` is its state")},
+        operation_id="runs_heartbeat",
+        description=(
+            "Tells the server the worker holding the run is alive. `cancel_requested: true`: "
+            "stop the job and acknowledge with `POST /runs/{id}/cancel` and your `worker_id`."
+        ),
+    )
+    def post(self, request, run_id: str):
+        data = validated(s.RunHeartbeatSerializer, request.data)
+        beat = queue.run_heartbeat(run_id=run_id, worker_id=data["worker_id"],
+                                   project_id=access_for(request).project_id)
+        return Response({"run_id": beat.run_id, "state": "running",
+                         "heartbeat_at": wire.iso(beat.heartbeat_at),
+                         "cancel_requested": beat.cancel_requested})
 
 
 class StepListCreateView(RunScopedView):
