@@ -17,6 +17,22 @@ from tracefoundry.selectors import apikey_forget
 from tracefoundry.services import apikey_create
 
 
+def pytest_configure(config):
+    """Suites running at once on one Redis (and their live servers) get their own channel and
+    cache prefixes, so one never hears another's groups or counts its throttles."""
+    import os
+
+    from django.conf import settings
+
+    prefix = f"tftest{os.getpid()}"
+    os.environ["CHANNEL_LAYER_PREFIX"] = prefix
+    os.environ["CACHE_KEY_PREFIX"] = prefix
+    config_ = settings.CHANNEL_LAYERS["default"].get("CONFIG")
+    if config_ is not None:
+        config_["prefix"] = prefix
+    settings.CACHES["default"]["KEY_PREFIX"] = prefix
+
+
 def pytest_collection_modifyitems(config, items):
     from django.db import connection
 

@@ -121,7 +121,11 @@ if REDIS_URL:
             # out at a few thousand socket messages a second. Delivery is best-effort either
             # way: the consumers read anything they missed back from the database.
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_connect_timeout": 5}]},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 5}],
+                # Deployments sharing one Redis must not hear each other's groups.
+                "prefix": env_str("CHANNEL_LAYER_PREFIX", "tracefoundry"),
+            },
         }
     }
     CACHES = {
