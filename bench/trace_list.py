@@ -460,10 +460,10 @@ def build_cases(gen: DataGen) -> list[Case]:
               "id DESC)")
     models_gin = ("CREATE INDEX trace_models_gin ON traces_trace USING gin "
                   "(models jsonb_path_ops)  -- serves models @> '[\"m\"]'")
-    tools = ("CREATE EXTENSION IF NOT EXISTS pg_trgm; CREATE INDEX trace_tools_trgm ON "
-             "traces_trace USING gin ((tools::text) gin_trgm_ops); and add a prefilter "
-             "tools::text ILIKE '%<tool>%' to the EXISTS in selectors.traces_with_tool (the "
-             "EXISTS stays the exact test; no index can serve it alone)")
+    tools = ("trace_tools_trgm_idx, GIN ((tools::text) gin_trgm_ops) from migration traces "
+             "0004, should serve it through the tools::text ILIKE '%<tool>%' prefilter that "
+             "traces.api.filters adds (3+ characters, no quote or backslash) next to the exact "
+             "EXISTS test")
     return [
         Case("unfiltered, sort=newest (default)", {}, False),
         Case("unfiltered, sort=oldest", {"sort": "oldest"}, False),

@@ -76,6 +76,7 @@ MAX_DEPTH = 64
 _LABEL_PREFIX = "[REDACTED:"
 _PLAIN = frozenset({int, float, bool, type(None)})  # leaves returned as they are
 _KEY_CACHE_MAX = 4096
+_INLINE_SCAN_MAX = 256  # `_walk_dict` looks for anchors itself in strings up to this long
 
 
 def _label(name: str) -> str:
@@ -692,6 +693,9 @@ class Redactor:
                 pair_class = _key_class(name)
         out = {}
         scan = self._scan
+        # A short string without any anchor is returned by `_scan` as it is: look for one here
+        # and save the call (most attribute values: names, ids, models, enums).
+        find = None if self._extras or self._strict else self._find_anchor
         for key, item in v.items():
             if pair_class is not None and key == "value":
                 key_class: str | None = pair_class
@@ -702,6 +706,9 @@ class Redactor:
                 continue
             kind = type(item)  # the common leaves inline: this loop runs for every event
             if kind is str:
+                if find is not None and len(item) <= _INLINE_SCAN_MAX and find(item) is None:
+                    out[key] = item
+                    continue
                 out[key], n = scan(item)
                 counter[0] += n
             elif kind in _PLAIN:

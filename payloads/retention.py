@@ -11,6 +11,12 @@ What goes, in this order (PRODUCT.md §6):
 4. Unreferenced blobs (see ``blobs_referenced``) older than ``UNREFERENCED_GRACE``: a writer
    stores the blob before the row that references it commits, so a young blob is never orphaned.
 
+A blob's age is its ``created_at``, which a writer reusing the bytes moves forward in the very
+statement that finds the blob (``payloads.store``). Blobs are deleted under a row lock whose
+query re-checks that age, so a blob being reused is either still young (kept), locked by the
+writer until its reference commits (waited for, then kept), or already gone (the writer stores
+it again): a reference never ends up pointing at a deleted row.
+
 Every delete is a bounded batch in its own transaction. Blob rows go first and their files only
 after the commit: a crash leaves at worst a file without a row (harmless, never read), never a
 row pointing at a missing file. Events and spans are deleted in batches of their own before their
@@ -267,7 +273,10 @@ def _blobs_delete(blobs: QuerySet[PayloadBlob], *, referenced_since: datetime | 
         doomed = {sha: key for sha, key in locked.items() if sha not in kept}
         if not doomed:
             return 0
-        PayloadBlob.objects.filter(sha256__in=list(doomed)).delete()
+        # ``blobs`` again, not just the shas: the delete re-checks the age condition too. A
+        # writer reusing one of these blobs refreshes its created_at (payloads.store) and so
+        # waits on the lock above, then finds the row gone and stores the bytes anew.
+        blobs.filter(sha256__in=list(doomed)).delete()
         transaction.on_commit(lambda: _blob_files_delete(doomed))
     return len(doomed)
 

@@ -3,6 +3,9 @@
 Re-sending a span updates the same ``(trace, span_id)`` row, so retries of an export are
 harmless and a trace spread over many requests ends in one tree. The summaries of every trace a
 batch touched are recomputed from its spans in the same transaction.
+
+On PostgreSQL each span is COPYed into a staging table as soon as it is prepared, so the server
+parses the rows while this process redacts the next spans (see ``traces.span_store``).
 """
 
 from __future__ import annotations
@@ -18,13 +21,21 @@ from django.utils import timezone
 from payloads.allowlist import keep_allowed
 from payloads.models import PayloadRef
 from payloads.redaction import get_redactor
+from payloads.store import payload_store
+from runs.envelope import dumps
 from runs.models import Project
 from runs.services import run_link_trace
 from traces.genai import GenAI, extract
 from traces.models import Span, Trace, TraceSource, TraceStatus
 from traces.otlp_decode import SpanRecord
-from traces.span_payloads import SpanBlob, externalize
-from traces.span_store import spans_upsert, traces_insert_new, traces_update
+from traces.span_payloads import PendingBlob, SpanBlob, externalize
+from traces.span_store import (
+    span_stream,
+    spans_upsert,
+    spans_upsert_streamed,
+    traces_insert_new,
+    traces_update,
+)
 
 RUN_ID_ATTRIBUTE = "tracefoundry.run_id"
 
@@ -45,38 +56,46 @@ class _Prepared:
     blobs: list[SpanBlob]
 
 
-def _prepare(record: SpanRecord, redactor, shared: dict[int, dict]) -> _Prepared:
+def _prepare(record: SpanRecord, redactor, shared: dict[int, dict],
+             pending: list[PendingBlob] | None = None) -> _Prepared:
     """Redact, extract GenAI fields, apply the strict allowlist, move big values to blobs.
 
-    Runs before the ingest transaction: blob writes and regex work never hold row locks.
-    ``shared`` remembers resources already redacted: all spans of an OTLP resource share one.
+    Regex work never holds row locks: it runs before the ingest transaction (SQLite), or inside
+    it before any trace row is written or locked (PostgreSQL). ``shared`` remembers resources
+    already redacted: all spans of an OTLP resource share one. With ``pending``, blobs are
+    addressed but left there for the caller to store (see ``externalize``).
     """
-    record.attributes = redactor.value(record.attributes)
+    policy = redactor.policy
+    record.attributes = attributes = redactor.value(record.attributes)
     key = id(record.resource)
     if key not in shared:
         resource = redactor.value(record.resource)
-        shared[key] = keep_allowed(resource) if redactor.policy == "strict" else resource
+        shared[key] = keep_allowed(resource) if policy == "strict" else resource
     record.resource = shared[key]
-    record.events = redactor.value(record.events)
-    record.links = redactor.value(record.links)
+    if record.events:
+        record.events = redactor.value(record.events)
+    if record.links:
+        record.links = redactor.value(record.links)
     record.name = redactor.text(record.name)
-    record.status_message = redactor.text(record.status_message)
+    if record.status_message:
+        record.status_message = redactor.text(record.status_message)
     genai = extract(
-        name=record.name, kind=record.kind, attributes=record.attributes, events=record.events,
+        name=record.name, kind=record.kind, attributes=attributes, events=record.events,
         status_code=record.status_code, status_message=record.status_message,
     )
-    run_id = str(record.attributes.get(RUN_ID_ATTRIBUTE, "") or "")[:40]
-    if redactor.policy == "strict":
-        record.attributes = keep_allowed(record.attributes)
+    run_id = attributes.get(RUN_ID_ATTRIBUTE)
+    run_id = str(run_id)[:40] if run_id else ""
+    if policy == "strict":
+        attributes = keep_allowed(attributes)
         for item in (*record.events, *record.links):
             item["attributes"] = keep_allowed(item.get("attributes") or {})
     blobs: list[SpanBlob] = []
-    record.attributes = externalize(record.attributes, path="attributes",
-                                    mode=redactor.policy, blobs=blobs)
+    record.attributes = externalize(attributes, path="attributes", mode=policy, blobs=blobs,
+                                    pending=pending)
     for i, event in enumerate(record.events):
         event["attributes"] = externalize(event.get("attributes") or {},
                                           path=f"events/{i}/attributes",
-                                          mode=redactor.policy, blobs=blobs)
+                                          mode=policy, blobs=blobs, pending=pending)
     return _Prepared(record=record, genai=genai, run_id=run_id, blobs=blobs)
 
 
@@ -98,6 +117,28 @@ def _span_values(prepared: _Prepared, trace_pk: int, now: datetime) -> dict:
     }
 
 
+def _stream_row(seq: int, prepared: _Prepared, now: datetime, texts: dict[int, str]) -> tuple:
+    """``_span_values`` as a row of span_store.STREAM_COLUMNS (keyed by the OTLP trace id);
+    the resource and scope objects spans share are serialised once per batch."""
+    record, genai = prepared.record, prepared.genai
+    resource, scope = record.resource, record.scope
+    resource_text = texts.get(id(resource))
+    if resource_text is None:
+        resource_text = texts[id(resource)] = dumps(resource)
+    scope_text = texts.get(id(scope))
+    if scope_text is None:
+        scope_text = texts[id(scope)] = dumps(scope)
+    return (
+        seq, record.trace_id, record.span_id, record.parent_span_id, record.name, record.kind,
+        record.service_name, record.start_ns, record.end_ns,
+        (record.end_ns - record.start_ns) / 1e6, record.status_code, record.status_message,
+        dumps(record.attributes), dumps(record.events), dumps(record.links), resource_text,
+        scope_text, genai.span_type, genai.model[:200], genai.input_tokens,
+        genai.output_tokens, genai.cost_usd, genai.tool_name[:256], genai.is_retry,
+        genai.is_timeout, prepared.run_id, now,
+    )
+
+
 def spans_ingest(
     *, project: Project, records: list[SpanRecord], source: str = TraceSource.OTLP
 ) -> IngestResult:
@@ -107,13 +148,19 @@ def spans_ingest(
         return result
     redactor = get_redactor(project.redaction_policy or None)
     shared: dict[int, dict] = {}
-    prepared = [_prepare(r, redactor, shared) for r in records]
+    # PostgreSQL: the spans are COPYed into a staging table as they are prepared, so the
+    # server parses them while this process works on the next ones.
+    streamed = connection.vendor == "postgresql"
+    if not streamed:
+        prepared = [_prepare(r, redactor, shared) for r in records]
     now = timezone.now()
-    by_trace: dict[str, dict[str, _Prepared]] = {}
-    for item in prepared:  # the last copy of a span sent twice in one batch wins
-        by_trace.setdefault(item.record.trace_id, {})[item.record.span_id] = item
-    trace_ids = sorted(by_trace)
     with transaction.atomic():
+        if streamed:
+            prepared = _prepare_streamed(records, redactor, shared, now)
+        by_trace: dict[str, dict[str, _Prepared]] = {}
+        for item in prepared:  # the last copy of a span sent twice in one batch wins
+            by_trace.setdefault(item.record.trace_id, {})[item.record.span_id] = item
+        trace_ids = sorted(by_trace)
         # Traces this batch creates get their summary from the batch itself: no other span of
         # them can exist, and a concurrent writer of the same trace waits on the unique index,
         # then finds it existing. Existing traces are locked and re-aggregated below.
@@ -133,7 +180,7 @@ def spans_ingest(
                 refresh.append(pk)
             else:
                 foreign.add(trace_id)
-        rows: dict[tuple[int, str], tuple[dict, _Prepared]] = {}
+        rows: dict[tuple[int, str], _Prepared] = {}
         for item in prepared:
             if item.record.trace_id in foreign:
                 result.rejected += 1
@@ -141,11 +188,19 @@ def spans_ingest(
                 continue
             trace_pk = owners[item.record.trace_id]
             # The last copy of a span sent twice in one batch wins.
-            rows[(trace_pk, item.record.span_id)] = (_span_values(item, trace_pk, now), item)
-        ids = spans_upsert([values for values, _ in rows.values()])
-        _save_span_payload_refs([(ids[key], item) for key, (_, item) in rows.items()])
+            rows[(trace_pk, item.record.span_id)] = item
+        if streamed:
+            ids = spans_upsert_streamed(
+                trace_pks=sorted({trace_pk for trace_pk, _ in rows}),
+                dedupe=len(rows) < len(prepared) - result.rejected,
+            ) if rows else {}
+        else:
+            ids = spans_upsert([_span_values(item, trace_pk, now)
+                                for (trace_pk, _), item in rows.items()])
+        _save_span_payload_refs([(ids[key], key[0], item) for key, item in rows.items()],
+                                replaced=set(refresh))
         trace_summaries_refresh(trace_pks=refresh, now=now)
-        for run_id, trace_id in sorted({(i.run_id, i.record.trace_id) for _, i in rows.values()
+        for run_id, trace_id in sorted({(i.run_id, i.record.trace_id) for i in rows.values()
                                         if i.run_id}):
             run_link_trace(run_id=run_id, trace_id=trace_id, project_id=project.pk)
     result.accepted = len(records) - result.rejected
@@ -153,22 +208,45 @@ def spans_ingest(
     return result
 
 
-def _save_span_payload_refs(spans: list[tuple[int, _Prepared]]) -> None:
-    """Point PayloadRef rows at the (re-)sent spans; a re-send replaces the old refs."""
-    # One plain DELETE: the ORM's delete() would first SELECT every row to collect cascades,
-    # and PayloadRef has none.
-    span_pks = [pk for pk, _ in spans]
-    if not span_pks:
-        return
-    marks = ", ".join(["%s"] * len(span_pks))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"DELETE FROM {PayloadRef._meta.db_table} WHERE span_id IN ({marks})", span_pks
-        )
-    PayloadRef.objects.bulk_create([
+def _prepare_streamed(records: list[SpanRecord], redactor, shared: dict[int, dict],
+                      now: datetime) -> list[_Prepared]:
+    """PostgreSQL: prepare each span and COPY it into the staging table at once; then write
+    the blobs its values were moved to (the connection is free again)."""
+    pending: list[PendingBlob] = []
+    prepared: list[_Prepared] = []
+    texts: dict[int, str] = {}
+    with span_stream() as stream:
+        write_row = stream.write_row
+        for seq, record in enumerate(records):
+            item = _prepare(record, redactor, shared, pending)
+            prepared.append(item)
+            write_row(_stream_row(seq, item, now, texts))
+    for blob in pending:
+        payload_store(data=blob.data, content_type=blob.content_type, redaction_mode=blob.mode)
+    return prepared
+
+
+def _save_span_payload_refs(spans: list[tuple[int, int, _Prepared]], *,
+                            replaced: set[int]) -> None:
+    """Point PayloadRef rows at the (re-)sent spans; a re-send replaces the old refs.
+
+    Only spans of traces that existed before this batch (``replaced``: trace pks) can have
+    refs already: a trace created by this batch has nothing but new span rows."""
+    old = [pk for pk, trace_pk, _ in spans if trace_pk in replaced] if replaced else []
+    if old:
+        # One plain DELETE: the ORM's delete() would first SELECT every row to collect
+        # cascades, and PayloadRef has none.
+        marks = ", ".join(["%s"] * len(old))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {PayloadRef._meta.db_table} WHERE span_id IN ({marks})", old
+            )
+    refs = [
         PayloadRef(blob_id=b.sha256, span_id=pk, role=b.role, json_path=b.json_path[:512])
-        for pk, item in spans for b in item.blobs
-    ])
+        for pk, _, item in spans for b in item.blobs
+    ]
+    if refs:
+        PayloadRef.objects.bulk_create(refs)
 
 
 def _note(result: IngestResult, reason: str) -> None:

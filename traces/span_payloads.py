@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from payloads.store import payload_store
+from payloads.store import payload_address, payload_store
 from runs.envelope import PREVIEW_CHARS, dumps
 
 REF_PREFIX = "tracefoundry.payload."
@@ -32,6 +32,9 @@ _ROLE_BY_KEY = {
     "tool.parameters": "tool_args",
     "tool.output": "tool_result",
 }
+
+
+_SMALL = frozenset({int, float, bool, type(None)})  # never over the limit
 
 
 @dataclass(frozen=True)
@@ -66,18 +69,39 @@ def _oversize(value, limit: int) -> tuple[bytes | None, str]:
     return None, ""
 
 
-def externalize(attributes: dict, *, path: str, mode: str,
-                blobs: list[SpanBlob]) -> dict:
-    """Return ``attributes`` with oversize values replaced by a preview plus a ref attribute."""
+@dataclass(frozen=True)
+class PendingBlob:
+    """A blob ``externalize`` addressed but left for the caller to store (``payload_store``)."""
+
+    data: bytes
+    content_type: str
+    mode: str
+
+
+def externalize(attributes: dict, *, path: str, mode: str, blobs: list[SpanBlob],
+                pending: list[PendingBlob] | None = None) -> dict:
+    """Return ``attributes`` with oversize values replaced by a preview plus a ref attribute.
+
+    With ``pending``, the blobs are not written: they are appended there, and the caller must
+    store them before the rows that reference them commit (the ingest does this after its COPY,
+    during which the connection cannot run other queries)."""
     limit = settings.TRACEFOUNDRY_SPAN_INLINE_LIMIT
+    quarter = limit // 4  # a str of at most this many characters cannot exceed the limit
     out = None
     for key, value in attributes.items():
+        kind = type(value)  # the common leaves first: this loop sees every attribute
+        if (kind is str and len(value) <= quarter) or kind in _SMALL:
+            continue
         data, content_type = _oversize(value, limit)
         if data is None:
             continue
         if out is None:
             out = dict(attributes)
-        stored = payload_store(data=data, content_type=content_type, redaction_mode=mode)
+        if pending is None:
+            stored = payload_store(data=data, content_type=content_type, redaction_mode=mode)
+        else:
+            stored = payload_address(data=data, content_type=content_type)
+            pending.append(PendingBlob(data, content_type, mode))
         role = role_for(key)
         ref_key = f"{REF_PREFIX}{role}_ref"
         if ref_key in out:  # two values of one role: name the ref after the attribute instead

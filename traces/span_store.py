@@ -8,6 +8,8 @@ into a session-local staging table and one ``INSERT … ON CONFLICT DO UPDATE``;
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 from django.db import connection
@@ -73,6 +75,69 @@ def _upsert_postgresql(rows: list[dict]) -> dict[tuple[int, str], int]:
         ids = {(trace_pk, span_id): pk for trace_pk, span_id, pk in cursor.fetchall()}
         cursor.execute(f"TRUNCATE {_STAGE}")
     return ids
+
+
+# --- PostgreSQL: streaming spans into the staging table while they are prepared ------------------
+
+# The spans of a batch are COPYed into this table as the service prepares them, before their
+# traces have primary keys (the traces' summaries need every span of the batch): the server
+# parses the rows' JSON on its own core while this process redacts the next spans. ``seq`` is
+# the span's position in the batch (the last copy of a span sent twice wins), ``trace_key`` its
+# OTLP trace id; the upsert joins them to ``traces_trace``.
+_STREAM = "tf_span_stream"
+STREAM_COLUMNS = ("seq", "trace_key", *SPAN_COLUMNS[1:])
+_STREAM_VALUES = ", ".join(SPAN_COLUMNS[1:])
+
+
+@contextmanager
+def span_stream() -> Iterator:
+    """PostgreSQL only, inside the ingest transaction: a psycopg ``Copy`` into the staging
+    table; ``write_row`` it tuples ordered as STREAM_COLUMNS (JSON columns as text). While it
+    is open the connection runs nothing else."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STREAM} ON COMMIT DELETE ROWS AS "
+            f"SELECT 0::integer AS seq, ''::text AS trace_key, {_STREAM_VALUES} "
+            f"FROM traces_span WITH NO DATA"
+        )
+        with cursor.cursor.copy(
+            f"COPY {_STREAM} ({', '.join(STREAM_COLUMNS)}) FROM STDIN"
+        ) as copy:
+            yield copy
+
+
+def spans_upsert_streamed(*, trace_pks: list[int], dedupe: bool) -> dict[tuple[int, str], int]:
+    """Upsert the spans ``span_stream`` staged whose traces are ``trace_pks`` (the others, of
+    another project's traces, are dropped); return the span pks by (trace pk, span id).
+    ``dedupe``: some span was staged twice, and its last copy (highest ``seq``) wins."""
+    columns = ", ".join(SPAN_COLUMNS)
+    if dedupe:
+        source = (
+            f"SELECT DISTINCT ON (s.trace_key, s.span_id) t.id, {_qualified('s')} "
+            f"FROM {_STREAM} s JOIN traces_trace t ON t.trace_id = s.trace_key "
+            f"WHERE t.id = ANY(%s) ORDER BY s.trace_key, s.span_id, s.seq DESC"
+        )
+    else:
+        source = (
+            f"SELECT t.id, {_qualified('s')} "
+            f"FROM {_STREAM} s JOIN traces_trace t ON t.trace_id = s.trace_key "
+            f"WHERE t.id = ANY(%s) ORDER BY s.seq"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO traces_span ({columns}) {source} "
+            f"ON CONFLICT (trace_id, span_id) DO UPDATE SET {_UPDATE} "
+            f"RETURNING trace_id, span_id, id",
+            [trace_pks],
+        )
+        ids = {(trace_pk, span_id): pk for trace_pk, span_id, pk in cursor.fetchall()}
+        # The table empties itself at commit; this is for a caller's enclosing transaction.
+        cursor.execute(f"TRUNCATE {_STREAM}")
+    return ids
+
+
+def _qualified(alias: str) -> str:
+    return ", ".join(f"{alias}.{c}" for c in SPAN_COLUMNS[1:])
 
 
 def _upsert_sqlite(rows: list[dict]) -> dict[tuple[int, str], int]:
@@ -154,3 +219,4 @@ def traces_insert_new(rows: list[dict]) -> dict[str, int]:
             params,
         )
         return dict(cursor.fetchall())
+

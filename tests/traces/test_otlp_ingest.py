@@ -313,3 +313,37 @@ def test_one_batch_and_many_batches_give_the_same_summary(ingest):
     assert one == many
     assert one["span_count"] == 4 and one["root_span_name"] == "agent"
     assert one["input_tokens"] == 150 and one["models"] == ["claude-3-5-sonnet", "gpt-4o"]
+
+
+@pytest.mark.django_db
+def test_a_span_sent_twice_in_one_batch_is_stored_once_last_copy_wins(ingest):
+    body = json_request([json_span(T1, S1, "first"), json_span(T1, S2, "child", parent=S1),
+                         json_span(T1, S1, "second"), json_span(T2, S3, "other")])
+    resp = post(ingest, body)
+    assert resp.status_code == 200 and resp.json() == {}
+    assert Span.objects.get(span_id=S1).name == "second"
+    assert Span.objects.count() == 3
+    assert Trace.objects.get(trace_id=T1).span_count == 2
+    # The same again, now that every span exists: an update, still one row each.
+    post(ingest, json_request([json_span(T1, S1, "third"), json_span(T1, S1, "fourth")]))
+    assert Span.objects.get(span_id=S1).name == "fourth"
+    assert Span.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_a_batch_mixing_new_existing_and_foreign_traces(ingest, make_key, other_project):
+    T3 = "c" * 31 + "3"
+    _, other_raw = make_key("ingest", project_obj=other_project)
+    post(client_for(raw_key=other_raw), json_request([json_span(T3, S1, "theirs")]))
+    post(ingest, json_request([json_span(T1, S1, "root")]))
+    resp = post(ingest, json_request([
+        json_span(T1, S2, "child", parent=S1), json_span(T2, S1, "new root"),
+        json_span(T3, S2, "intruder"), json_span(T1, S3, "child 2", parent=S1),
+    ]))
+    assert resp.json()["partialSuccess"]["rejectedSpans"] == 1
+    names = set(Span.objects.filter(trace__trace_id=T1).values_list("name", flat=True))
+    assert names == {"root", "child", "child 2"}
+    assert Trace.objects.get(trace_id=T1).span_count == 3
+    assert Trace.objects.get(trace_id=T2).span_count == 1
+    assert list(Span.objects.filter(trace__trace_id=T3).values_list("name", flat=True)) == [
+        "theirs"]

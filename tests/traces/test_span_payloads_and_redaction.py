@@ -142,3 +142,25 @@ def test_no_raw_secret_survives_anywhere(ingest, engineer_client, payload_dir):
         for name, secret in SECRETS.items():
             assert secret not in text, f"{name} found in blob {path.name}"
     assert "[REDACTED:" in json.dumps(Span.objects.get(span_id=S1).attributes)
+
+
+def test_blob_refs_of_new_and_re_sent_spans_in_one_batch(ingest):
+    T2 = "d" * 31 + "2"
+    big = "tool output line\n" * 1000
+    send(ingest, [json_span(T1, S1, "tool", attributes={"output.value": big})])
+    first = Span.objects.get(trace__trace_id=T1)
+    assert PayloadRef.objects.filter(span=first).count() == 1
+    # One batch: the stored span again with another big value, and a new trace with a blob.
+    send(ingest, [
+        json_span(T1, S1, "tool", attributes={"input.value": big + "again",
+                                              "output.value": big}),
+        json_span(T2, S2, "tool", attributes={"output.value": big}),
+    ])
+    assert PayloadBlob.objects.count() == 2
+    assert set(PayloadRef.objects.filter(span=first).values_list("role", flat=True)) == {
+        "input", "output"}
+    second = Span.objects.get(trace__trace_id=T2)
+    refs = PayloadRef.objects.filter(span=second)
+    assert [r.role for r in refs] == ["output"]
+    assert second.attributes["tracefoundry.payload.output_ref"] == f"sha256:{refs[0].blob_id}"
+    assert PayloadRef.objects.count() == 3

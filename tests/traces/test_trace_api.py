@@ -144,6 +144,11 @@ def test_list_shape(viewer_client, corpus):
     ({"tool": "%"}, []),
     ({"tool": "h_w"}, ["A"]),
     ({"tool": "e\", \"r"}, []),
+    ({"tool": "READ_FILE"}, ["B"]),
+    ({"tool": "web"}, ["A"]),
+    ({"tool": "web read"}, []),
+    ({"tool": "b\",\"r"}, []),
+    ({"tool": "no such tool"}, []),
     ({"min_latency_ms": 1000}, ["B"]),
     ({"max_latency_ms": 60}, ["D", "C"]),
     ({"min_latency_ms": 60, "max_latency_ms": 1000}, ["A"]),
@@ -520,3 +525,21 @@ def test_schema_documents_the_trace_endpoints(tmp_path):
         assert f"{path}:" in text or f"{path}/:" in text, path
     for param in ("min_latency_ms", "has_timeout", "most_tokens", "tree", "ambiguous_span_id"):
         assert param in text, param
+
+
+def test_tool_filter_is_served_by_the_trigram_index(corpus):
+    """PostgreSQL: the `tool` filter carries a `tools::text ILIKE` condition the GIN trigram
+    index (migration traces 0004) answers; tiny tables would be seq-scanned, so that is off."""
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_trgm is PostgreSQL only")
+    from traces.api.filters import TraceFilter
+
+    qs = TraceFilter({"tool": "read_fi"}, queryset=Trace.objects.all()).qs
+    assert [t.trace_id for t in qs] == [B]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = qs.explain()
+    assert "trace_tools_trgm_idx" in plan
+    short = TraceFilter({"tool": "_f"}, queryset=Trace.objects.all()).qs
+    assert "::text ILIKE" not in str(short.query)  # under 3 characters: no trigram to use
+    assert [t.trace_id for t in short] == [B]
