@@ -100,6 +100,27 @@ def load_runs(conn: psycopg.Connection, *, kind: str, name: str, n: int, notify:
     return datetime.now(UTC)
 
 
+# --- CPU accounting (Linux /proc; 0 elsewhere) -----------------------------------------------
+
+def proc_cpu(pids: list[int]) -> float:
+    """User + system CPU seconds the processes ``pids`` used so far (gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.0
+
+
+def backend_pids(conn: psycopg.Connection) -> list[int]:
+    """The PostgreSQL server processes of the other sessions on this database."""
+    return [r[0] for r in conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid()").fetchall()]
+
+
 # --- the raw loop ---------------------------------------------------------------------------
 
 RAW_CLAIM = (
@@ -114,8 +135,9 @@ RAW_COMPLETE = "UPDATE runs_run SET state = 'succeeded', finished_at = now() WHE
 def phase_raw(args) -> None:
     """One raw claimer process: claim batches and complete each run, until the queue is empty."""
     with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
-        conn.execute("SELECT 1")
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         time.sleep(max(0.0, args.go - time.time()))
+        cpu = time.process_time() + proc_cpu([backend])
         started, done = time.time(), 0
         while True:
             ids = [r[0] for r in conn.execute(RAW_CLAIM, [args.worker_id, "bench.raw",
@@ -126,7 +148,9 @@ def phase_raw(args) -> None:
                 conn.execute(RAW_COMPLETE, [run_id])
             done += len(ids)
         ended = time.time()
-    Path(args.out).write_text(json.dumps({"started": started, "ended": ended, "done": done}))
+        cpu = time.process_time() + proc_cpu([backend]) - cpu
+    Path(args.out).write_text(json.dumps({"started": started, "ended": ended, "done": done,
+                                          "cpu": cpu}))
 
 
 @dataclass
@@ -135,6 +159,7 @@ class Row:
     procs: int
     runs: int
     seconds: float
+    cpu: float = 0.0  # CPU seconds of the processes doing the work and of their DB sessions
 
     @property
     def rate(self) -> float:
@@ -165,7 +190,8 @@ def bench_raw(db_url: str, env: dict, tmp: Path, args, procs: int) -> Row:
     if done != args.runs:
         raise RuntimeError(f"raw loop completed {done} of {args.runs} runs")
     seconds = max(r["ended"] for r in results) - min(r["started"] for r in results)
-    return Row("raw psycopg SKIP LOCKED loop", procs, done, seconds)
+    return Row("raw psycopg SKIP LOCKED loop", procs, done, seconds,
+               sum(r["cpu"] for r in results))
 
 
 # --- manage.py worker -------------------------------------------------------------------------
@@ -212,6 +238,8 @@ def bench_workers(db_url: str, env: dict, tmp: Path, args, procs: int) -> tuple[
     workers = start_workers(env, tmp, db_url, procs, args, tag=str(procs))
     try:
         with psycopg.connect(db_url, autocommit=True) as conn:
+            pids = [w.pid for w in workers] + backend_pids(conn)
+            cpu = proc_cpu(pids)
             committed = load_runs(conn, kind="system.noop", name=name, n=args.runs, notify=True)
             deadline = time.monotonic() + 600
             while True:
@@ -222,13 +250,14 @@ def bench_workers(db_url: str, env: dict, tmp: Path, args, procs: int) -> tuple[
                 if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
                     raise RuntimeError(f"{left} runs not done; see {tmp}/worker-{procs}-*.log")
                 time.sleep(0.05)
+            cpu = proc_cpu(pids) - cpu
             last = conn.execute("SELECT max(finished_at) FROM runs_run WHERE name = %s",
                                 [name]).fetchone()[0]
             check = audit(conn, name)
     finally:
         stop_workers(workers)
     return Row("manage.py worker, system.noop", procs, args.runs,
-               (last - committed).total_seconds()), check
+               (last - committed).total_seconds(), cpu), check
 
 
 def audit(conn: psycopg.Connection, name: str) -> dict:
@@ -306,19 +335,22 @@ def bench_postgres(tmp: Path, redis_url: str | None, args) -> list[tuple[str, bo
 def print_report(rows: list[Row], audits: list, latency: list[float], args) -> list:
     print(f"== {db_title('postgres', args.pg_db)} ==")
     raw = {r.procs: r for r in rows if r.label.startswith("raw")}
-    head = f"  {'path':<34}{'procs':>6}{'runs':>7}{'seconds':>9}{'runs/s':>9}{'vs raw':>8}"
+    head = (f"  {'path':<34}{'procs':>6}{'runs':>7}{'seconds':>9}{'runs/s':>9}{'vs raw':>8}"
+            f"{'cpu ms/run':>12}")
     print(head)
     print("  " + "-" * (len(head) - 2))
     for r in rows:
         ratio = r.rate / raw[r.procs].rate if raw[r.procs].rate else float("nan")
         print(f"  {r.label:<34}{r.procs:>6}{r.runs:>7}{r.seconds:>9.2f}{r.rate:>9,.0f}"
-              f"{ratio:>7.2f}x")
+              f"{ratio:>7.2f}x{1000 * r.cpu / r.runs:>12.2f}")
     p50, p95 = percentile(latency, 50), percentile(latency, 95)
     print(f"  enqueue->start latency, {len(latency)} run_enqueue calls {args.gap_ms} ms apart, "
           f"{LATENCY_WORKERS} idle workers on LISTEN/NOTIFY: p50 {p50:.1f} ms  p95 {p95:.1f} ms"
           f"  max {max(latency):.1f} ms")
     print(f"  (worker --concurrency {args.concurrency}; the raw loop claims batches of the same "
-          "size; vs raw = rate / raw rate with as many processes)")
+          "size; vs raw = rate / raw rate with as many processes; cpu ms/run = CPU time of the "
+          "claiming processes and of their PostgreSQL sessions per run, on "
+          f"{os.cpu_count()} CPUs)")
     four = next(r for r in rows if r.label.startswith("manage.py") and r.procs == 4)
     checks = [
         (f"4 workers: {four.rate:,.0f} runs/s >= {BUDGET_RUNS_PER_S:,}",

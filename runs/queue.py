@@ -209,7 +209,9 @@ def runs_heartbeat(
     if project_id is not None:
         held = held.filter(project_id=project_id)
     with transaction.atomic():
-        found = dict(held.select_for_update().values_list("id", "cancel_requested_at"))
+        # Locks in id order, as the batched run_succeed does (no deadlock between the two).
+        found = dict(held.select_for_update().order_by("id")
+                     .values_list("id", "cancel_requested_at"))
         if found:
             Run.objects.filter(pk__in=list(found)).update(heartbeat_at=now)
     return {

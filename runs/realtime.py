@@ -123,6 +123,11 @@ def send(groups: Sequence[str], message: dict) -> None:
         if layer is None:
             return
         if isinstance(layer, InMemoryChannelLayer):
+            # Only consumers of this process can listen. None in these groups (a worker process
+            # never has any): nothing to deliver, so no hop through async_to_sync (a thread).
+            # Checked after commit: a consumer that joins later reads the change from the DB.
+            if not any(group in layer.groups for group in groups):
+                return
             _send_in_memory(groups, message)
         else:
             _sender.submit(groups, message)

@@ -11,6 +11,7 @@ import logging
 import random
 import re
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ from runs.errors import (
     InvalidTransition,
     NotFound,
     RunFinished,
+    RunLedgerError,
 )
 from runs.event_store import EventRow, events_insert
 from runs.models import Project, Run, RunEvent, RunState, Step, StepState
@@ -258,15 +260,55 @@ def run_start(*, run_id: str, worker_id: str = "") -> Run:
     return run
 
 
+# ``runs_succeed(recent_outputs=...)``: small outputs the caller stored lately are not looked up
+# again for OUTPUT_REUSE_SECONDS. payload_store leaves a committed blob whose retention clock
+# (``created_at``) is at most payloads.store.REUSE_REFRESH_AFTER (10 min) old, and retention
+# deletes only blobs older than payloads.retention.UNREFERENCED_GRACE (1 h), so within that time
+# the blob cannot be gone; after it the bytes are stored (checked) again.
+OUTPUT_REUSE_SECONDS = 60.0
+OUTPUT_REUSE_MAX_BYTES = 4096
+_OUTPUT_REUSE_ENTRIES = 256
+
+
+def _output_refs(
+    outputs: list[Any], *, recent: dict[bytes, tuple[str, float]] | None = None
+) -> list[str]:
+    """Store job outputs (redacted JSON) as payload blobs; returns their refs ("" for None).
+    Identical outputs are stored once: one ``payload_store`` per distinct content, and none
+    for small ones found in ``recent`` (bytes -> (ref, monotonic() deadline), kept up to date
+    here)."""
+    redactor = get_redactor()
+    refs: dict[bytes, str] = {}
+    found = []
+    now = time.monotonic()
+    # Only a committed blob may be remembered: not one stored inside a transaction.
+    remember = recent is not None and not transaction.get_connection().in_atomic_block
+    for output in outputs:
+        if output is None:
+            found.append("")
+            continue
+        data = dumps(redactor.value(json_safe(output))).encode("utf-8")
+        if data not in refs:
+            hit = recent.get(data) if recent is not None else None
+            if hit is not None and hit[1] > now:
+                refs[data] = hit[0]
+            else:
+                refs[data] = payload_store(
+                    data=data, content_type="application/json", redaction_mode=redactor.policy
+                ).ref
+                if remember and len(data) <= OUTPUT_REUSE_MAX_BYTES:
+                    if len(recent) >= _OUTPUT_REUSE_ENTRIES:
+                        recent.clear()
+                    recent[data] = (refs[data], now + OUTPUT_REUSE_SECONDS)
+        found.append(refs[data])
+    return found
+
+
 def run_succeed(
     *, run_id: str, output: Any = None, output_ref: str = "", worker_id: str | None = None
 ) -> Run:
     if output is not None:
-        redactor = get_redactor()
-        data = dumps(redactor.value(json_safe(output))).encode("utf-8")
-        output_ref = payload_store(
-            data=data, content_type="application/json", redaction_mode=redactor.policy
-        ).ref
+        output_ref = _output_refs([output])[0]
     fast = _succeed_fast(run_id=run_id, output_ref=output_ref[:512], worker_id=worker_id)
     if fast is not None:
         return fast
@@ -279,6 +321,32 @@ def run_succeed(
         )
         _save_projection(run, steps, [event])
     return run
+
+
+def runs_succeed(
+    *, results: list[tuple[str, Any]], worker_id: str | None = None,
+    recent_outputs: dict[bytes, tuple[str, float]] | None = None,
+) -> dict[str, Run | RunLedgerError]:
+    """``run_succeed`` for many runs at once (``(run_id, output)`` pairs: a worker's finished
+    jobs). Outputs are stored once per distinct content (small ones the caller stored in the last
+    OUTPUT_REUSE_SECONDS are not even looked up when it passes the same ``recent_outputs``
+    dict each time), and on PostgreSQL the common case of
+    all the runs is one statement (each run still gets its own ``run.succeeded`` event); the
+    others take ``run_succeed``'s general path one by one. Returns, for each run id, its fresh
+    Run or the RunLedgerError ``run_succeed`` raised for it."""
+    unique = dict(results)  # one outcome per run
+    refs = _output_refs(list(unique.values()), recent=recent_outputs)
+    items = [(run_id, ref[:512]) for run_id, ref in zip(unique, refs, strict=True)]
+    done: dict[str, Run | RunLedgerError] = {
+        run.id: run for run in _succeed_fast_many(items, worker_id=worker_id)
+    }
+    for run_id, ref in items:
+        if run_id not in done:
+            try:
+                done[run_id] = run_succeed(run_id=run_id, output_ref=ref, worker_id=worker_id)
+            except RunLedgerError as exc:
+                done[run_id] = exc
+    return done
 
 
 def retry_delay(attempt: int) -> timedelta:
@@ -572,37 +640,49 @@ def lifecycle_broadcast(run: Run, rows: list[EventRow]) -> None:
 
 
 def _succeed_fast(*, run_id: str, output_ref: str, worker_id: str | None) -> Run | None:
-    """PostgreSQL's common case of ``run_succeed`` in one statement: it does what
-    ``projections.apply_event`` does for ``run.succeeded`` and stores the event.
+    """PostgreSQL's common case of ``run_succeed`` in one statement (``_succeed_fast_many``)."""
+    found = _succeed_fast_many([(run_id, output_ref)], worker_id=worker_id)
+    return found[0] if found else None
 
-    Only for a running run with no open step that the caller may finish; anything else (other
-    databases included) returns None for the general path, which also raises the right error.
+
+def _succeed_fast_many(items: list[tuple[str, str]], *, worker_id: str | None) -> list[Run]:
+    """PostgreSQL's common case of ``run_succeed`` for ``(run_id, output_ref)`` pairs (distinct
+    runs) in one statement: it does what ``projections.apply_event`` does for ``run.succeeded``
+    and stores each run's event.
+
+    Only running runs with no open step that the caller may finish are changed and returned;
+    the others (and every run on other databases) are left to the general path, which also
+    raises the right error. Rows are locked in id order, like ``queue.runs_heartbeat``.
     """
-    if connection.vendor != "postgresql":
-        return None
+    if connection.vendor != "postgresql" or not items:
+        return []
     now = timezone.now()
     holder = " AND (r.claimed_by = '' OR r.claimed_by = %(worker_id)s)" if worker_id else ""
     sql = (
-        "WITH changed AS (UPDATE runs_run r SET state = 'succeeded', finished_at = %(at)s,"
-        " output_ref = %(output_ref)s, event_count = r.event_count + 1,"
+        "WITH input AS (SELECT * FROM unnest(%(ids)s::text[], %(refs)s::text[],"
+        " %(texts)s::text[]) AS i(id, output_ref, text)), "
+        "locked AS MATERIALIZED (SELECT r.id FROM runs_run r WHERE r.id = ANY(%(ids)s::text[])"
+        " ORDER BY r.id FOR UPDATE), "
+        "changed AS (UPDATE runs_run r SET state = 'succeeded', finished_at = %(at)s,"
+        " output_ref = i.output_ref, event_count = r.event_count + 1,"
         " latest_event_at = GREATEST(COALESCE(r.latest_event_at, %(at)s), %(at)s),"
-        " updated_at = %(at)s WHERE r.id = %(run_id)s AND r.state = 'running'"
+        " updated_at = %(at)s FROM input i WHERE r.id = i.id"
+        " AND r.id IN (SELECT id FROM locked) AND r.state = 'running'"
         f" AND r.steps_completed = r.steps_total{holder}"
         f" RETURNING r.*, {PREVIOUS_LIFECYCLE_SQL} AS previous_event_id), "
-        "payloads AS (SELECT id AS run_id, %(payload)s AS text FROM changed), "
+        "payloads AS (SELECT id AS run_id, text FROM input), "
         f"events AS ({LIFECYCLE_INSERT_SQL})"
     )
-    payload = {"output_ref": output_ref}
-    found = lifecycle_changes(sql, {
-        "at": now, "output_ref": output_ref, "run_id": run_id, "worker_id": worker_id,
-        "payload": dumps(payload), "etype": lc.RUN_SUCCEEDED, "source": "server",
+    payloads = {run_id: {"output_ref": ref} for run_id, ref in items}
+    texts = [dumps(payloads[run_id]) for run_id, _ in items]
+    runs = lifecycle_changes(sql, {
+        "at": now, "ids": [run_id for run_id, _ in items], "refs": [ref for _, ref in items],
+        "texts": texts, "worker_id": worker_id, "etype": lc.RUN_SUCCEEDED, "source": "server",
     })
-    if not found:
-        return None
-    run = found[0]
-    lifecycle_broadcast(run, [lifecycle_row(run, lc.RUN_SUCCEEDED, payload, at=now,
-                                            source="server")])
-    return run
+    for run in runs:
+        lifecycle_broadcast(run, [lifecycle_row(run, lc.RUN_SUCCEEDED, payloads[run.id], at=now,
+                                                source="server")])
+    return runs
 
 
 def _run_policy(run_id: str, project_id: int | None) -> str | None:

@@ -5,6 +5,11 @@ One main thread claims (as many runs as it has free slots, in one statement) and
 about cancel requests) and runs the reaper on a schedule; on PostgreSQL a listener thread wakes
 the main thread on ``NOTIFY``, otherwise it polls.
 
+Succeeded jobs are reported in batches: a slot hands the run back to the main thread, which
+succeeds every run finished meanwhile at once (``services.runs_succeed``: one statement on
+PostgreSQL, each run with its own ``run.succeeded`` event) before it claims again. The run stays
+in hand (heartbeated) until then. Failures and cancels are reported by the slot right away.
+
 SIGTERM (``stop()``): stop claiming, give the jobs in hand the shutdown grace period, hand the
 unfinished ones back to the queue, return. Log lines are ``key=value`` with the run id and
 timings.
@@ -39,6 +44,9 @@ from runs.wakeup import QueueListener, listener_supported
 log = logging.getLogger("tracefoundry.worker")
 
 LOG_FLUSH_BYTES = 32 * 1024
+# A succeeded job waits at most this long for the jobs still running beside it, so that they are
+# reported together (one statement instead of one each).
+REPORT_BATCH_WAIT = 0.02
 
 
 def default_worker_id() -> str:
@@ -55,6 +63,16 @@ def logfmt(event: str, **fields: Any) -> str:
             text = '"' + text.replace('"', '\\"') + '"'
         parts.append(f"{key}={text}")
     return " ".join(parts)
+
+
+@dataclass
+class _Finished:
+    """A succeeded job waiting for the main thread to report it."""
+
+    ctx: JobContext
+    output: Any
+    started: float  # perf_counter() when the job started
+    job_ms: float
 
 
 @dataclass
@@ -201,7 +219,11 @@ class Worker:
         self._inbox: queue.Queue[JobContext | None] = queue.Queue()
         self._lock = threading.Lock()
         self._in_hand: dict[str, tuple[JobContext, _LogSink]] = {}
+        self._finished: list[_Finished] = []  # succeeded jobs not reported yet (under _lock)
+        self._finished_since = 0.0  # monotonic() when the oldest of them finished
+        self._recent_outputs: dict[bytes, tuple[str, float]] = {}  # see runs_succeed
         self.executed = 0
+        self.report_batches = 0
         self._threads: list[threading.Thread] = []
 
     # -- control
@@ -237,24 +259,29 @@ class Worker:
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
-                free = cfg.concurrency - self._count_in_hand()
-                if free > 0:
-                    for ctx in self._claim(free):
-                        self._inbox.put(ctx)
-                self._wake.wait(cfg.poll_seconds)
+                wait = self._report_due()
+                if wait is None:
+                    self._report_finished()
+                    free = cfg.concurrency - self._count_in_hand()
+                    if free > 0:
+                        for ctx in self._claim(free):
+                            self._inbox.put(ctx)
+                self._wake.wait(cfg.poll_seconds if wait is None else wait)
         finally:
             self._shutdown()
             _routers_remove()
             connection.close()
 
     def run_once(self) -> int:
-        """Claim up to ``concurrency`` runs and run their jobs here, one after the other;
-        returns how many ran. For tests and one-shot use (no threads)."""
+        """Claim up to ``concurrency`` runs and run their jobs here, one after the other (the
+        succeeded ones are reported together at the end); returns how many ran. For tests and
+        one-shot use (no threads)."""
         _routers_install()
         try:
             contexts = self._claim(self.config.concurrency)
             for ctx in contexts:
                 self._execute(ctx)
+            self._report_finished()
             return len(contexts)
         finally:
             _routers_remove()
@@ -273,8 +300,9 @@ class Worker:
             with self._lock:
                 self._in_hand[run.id] = (ctx, _LogSink(ctx))
             contexts.append(ctx)
-            log.debug(logfmt("run.claimed", worker=self.worker_id, run_id=run.id, kind=run.kind,
-                             attempt=run.attempt))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(logfmt("run.claimed", worker=self.worker_id, run_id=run.id,
+                                 kind=run.kind, attempt=run.attempt))
         return contexts
 
     def _context(self, run: Run) -> JobContext:
@@ -313,8 +341,10 @@ class Worker:
         started = time.perf_counter()
         outcome, output, error, retryable = "succeeded", None, "", False
         func = job_for(ctx.kind)
-        log.info(logfmt("run.started", worker=self.worker_id, run_id=ctx.run_id, kind=ctx.kind,
-                        attempt=ctx.attempt, wait_ms=getattr(ctx.run, "wait_ms", None)))
+        if log.isEnabledFor(logging.INFO):
+            log.info(logfmt("run.started", worker=self.worker_id, run_id=ctx.run_id,
+                            kind=ctx.kind, attempt=ctx.attempt,
+                            wait_ms=getattr(ctx.run, "wait_ms", None)))
         _current.sink = sink
         try:
             if func is None:
@@ -334,16 +364,81 @@ class Worker:
         job_ms = (time.perf_counter() - started) * 1000
         try:
             sink.flush()
+            if outcome == "succeeded" and not ctx.released:
+                # Reported with the other runs finished meanwhile (``_report_finished``).
+                with self._lock:
+                    if not self._finished:
+                        self._finished_since = time.monotonic()
+                    self._finished.append(_Finished(ctx, output, started, job_ms))
+                self._wake.set()
+                return
             final = self._report(ctx, outcome, output, error, retryable)
-        finally:
-            with self._lock:
-                self._in_hand.pop(ctx.run_id, None)
+        except BaseException:
+            self._forget(ctx)
+            raise
+        self._forget(ctx)
+        self._log_finished(ctx, final, started, job_ms)
+
+    def _forget(self, ctx: JobContext) -> None:
+        with self._lock:
+            self._in_hand.pop(ctx.run_id, None)
             self.executed += 1
-        log.info(logfmt(
-            "run.finished", worker=self.worker_id, run_id=ctx.run_id, kind=ctx.kind,
-            attempt=ctx.attempt, outcome=final, wait_ms=getattr(ctx.run, "wait_ms", None),
-            job_ms=job_ms, total_ms=(time.perf_counter() - started) * 1000,
-        ))
+
+    def _log_finished(self, ctx: JobContext, final: str, started: float, job_ms: float) -> None:
+        if log.isEnabledFor(logging.INFO):
+            log.info(logfmt(
+                "run.finished", worker=self.worker_id, run_id=ctx.run_id, kind=ctx.kind,
+                attempt=ctx.attempt, outcome=final, wait_ms=getattr(ctx.run, "wait_ms", None),
+                job_ms=job_ms, total_ms=(time.perf_counter() - started) * 1000,
+            ))
+
+    def _report_due(self) -> float | None:
+        """None when the main thread should report the succeeded jobs (if any) and claim now;
+        else how long to wait for the jobs still running (at most REPORT_BATCH_WAIT)."""
+        with self._lock:
+            if not self._finished or len(self._finished) >= len(self._in_hand):
+                return None
+            left = self._finished_since + REPORT_BATCH_WAIT - time.monotonic()
+        return left if left > 0 else None
+
+    def _report_finished(self) -> None:
+        """Report every succeeded job not reported yet, in one batch (the main thread)."""
+        with self._lock:
+            batch, self._finished = self._finished, []
+        if not batch:
+            return
+        self.report_batches += 1
+        try:
+            results: dict[str, Any] | None = services.runs_succeed(
+                results=[(f.ctx.run_id, f.output) for f in batch], worker_id=self.worker_id,
+                recent_outputs=self._recent_outputs)
+        except Exception:
+            log.exception(logfmt("worker.batch_report_failed", worker=self.worker_id,
+                                 runs=len(batch)))
+            close_old_connections()
+            results = None  # one by one below: each run gets its own answer
+        for f in batch:
+            ctx = f.ctx
+            try:
+                if results is None:
+                    final = self._report(ctx, "succeeded", f.output, "", False)
+                else:
+                    final = self._outcome(ctx, results.get(ctx.run_id))
+            except Exception:
+                log.exception(logfmt("worker.report_failed", worker=self.worker_id,
+                                     run_id=ctx.run_id))
+                close_old_connections()
+                final = "lost"
+            self._forget(ctx)
+            self._log_finished(ctx, final, f.started, f.job_ms)
+
+    def _outcome(self, ctx: JobContext, result: Any) -> str:
+        if isinstance(result, RunLedgerError):
+            # Reaped, force-canceled or finished elsewhere meanwhile: the run is not ours.
+            log.warning(logfmt("run.report_rejected", worker=self.worker_id, run_id=ctx.run_id,
+                               outcome="succeeded", error=result.message))
+            return "lost"
+        return "succeeded"
 
     def _report(self, ctx: JobContext, outcome: str, output: Any, error: str,
                 retryable: bool) -> str:
@@ -433,7 +528,11 @@ class Worker:
                     self._in_hand.pop(ctx.run_id, None)
         deadline = time.monotonic() + cfg.shutdown_grace
         while self._count_in_hand() and time.monotonic() < deadline:
-            time.sleep(0.05)
+            self._report_finished()
+            if self._count_in_hand():
+                self._wake.wait(0.05)
+                self._wake.clear()
+        self._report_finished()
         with self._lock:
             left = [ctx for ctx, _ in self._in_hand.values()]
         for ctx in left:
@@ -447,7 +546,7 @@ class Worker:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         log.info(logfmt("worker.stopped", worker=self.worker_id, executed=self.executed,
-                        released=len(left)))
+                        report_batches=self.report_batches, released=len(left)))
 
     def _release(self, ctx: JobContext) -> None:
         ctx.released = True
