@@ -169,6 +169,14 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
         async with self.lock:
             await self.on_update(message)
 
+    async def run_batch(self, batch: dict) -> None:
+        """Several ``run.update`` messages the sender sent together, in order."""
+        async with self.lock:
+            for message in batch["messages"]:
+                if self.closed:
+                    return
+                await self.on_update(message)
+
     # --- for subclasses -------------------------------------------------------------------
 
     async def authorize(self, access: Access) -> bool:

@@ -27,6 +27,9 @@ from runs import wire
 log = logging.getLogger(__name__)
 
 SENDER_QUEUE_LIMIT = 10_000
+# Messages that queued up while the sender was busy leave together: one ``run.batch`` message
+# per group (``{"type": "run.batch", "messages": [run.update, ...]}``), in order.
+BATCH_LIMIT = 200
 # Bigger batches travel as an id range: listeners read them from the database (they catch up
 # by id anyway), so a 1,000-event append does not serialise every event twice.
 LIVE_INLINE_EVENTS = 200
@@ -41,10 +44,15 @@ def project_group(slug: str) -> str:
 
 
 async def _deliver(groups: Sequence[str], message: dict) -> None:
+    await _deliver_each(dict.fromkeys(groups, message))
+
+
+async def _deliver_each(messages: dict[str, dict]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    results = await asyncio.gather(*(layer.group_send(g, message) for g in groups),
+    groups = list(messages)
+    results = await asyncio.gather(*(layer.group_send(g, messages[g]) for g in groups),
                                    return_exceptions=True)
     for group, result in zip(groups, results, strict=True):
         if isinstance(result, Exception):  # the write committed; live delivery is best-effort
@@ -90,10 +98,24 @@ class _Sender:
         loop.run_until_complete(self._drain())
 
     async def _drain(self) -> None:
+        """Deliver in order; what queued up meanwhile goes out as one message per group."""
         assert self._queue is not None
         while True:
-            groups, message = await self._queue.get()
-            await _deliver(groups, message)
+            pending = [await self._queue.get()]
+            while not self._queue.empty() and len(pending) < BATCH_LIMIT:
+                pending.append(self._queue.get_nowait())
+            if len(pending) == 1:
+                await _deliver(*pending[0])
+                continue
+            by_group: dict[str, list[dict]] = {}
+            for groups, message in pending:
+                for group in groups:
+                    by_group.setdefault(group, []).append(message)
+            await _deliver_each({
+                group: messages[0] if len(messages) == 1
+                else {"type": "run.batch", "messages": messages}
+                for group, messages in by_group.items()
+            })
 
 
 _sender = _Sender()

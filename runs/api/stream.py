@@ -104,17 +104,18 @@ async def event_stream(run_id: str, after_id: int, keepalive: float):
             except TimeoutError:
                 yield b": keepalive\n\n"
                 continue
-            state.merge_message(message)
-            events = message.get("events")
-            fresh = cursor.fresh(events) if events is not None else None
-            if fresh is None:
-                async for frame in from_database():
-                    yield frame
-                continue
-            for event in fresh:
-                cursor.advance(event)
-                state.saw_event(event)
-                yield _frame("event", event, event["id"])
+            for update in message["messages"] if message["type"] == "run.batch" else [message]:
+                state.merge_message(update)
+                events = update.get("events")
+                fresh = cursor.fresh(events) if events is not None else None
+                if fresh is None:
+                    async for frame in from_database():
+                        yield frame
+                    continue
+                for event in fresh:
+                    cursor.advance(event)
+                    state.saw_event(event)
+                    yield _frame("event", event, event["id"])
     finally:
         if channel:
             try:

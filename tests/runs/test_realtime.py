@@ -80,3 +80,27 @@ def test_a_broken_channel_layer_never_fails_the_write(project, settings):
     }}
     result = services.events_append(run_id=run.id, events=[{"type": "note"}])
     assert result.accepted == 1
+
+
+@pytest.mark.asyncio
+async def test_a_burst_arrives_complete_and_in_order(project):
+    """Messages that queue up in the sender may leave as one ``run.batch`` per group; either
+    way every update arrives, in order."""
+    from runs import realtime
+
+    run = await database_sync_to_async(RunFactory)(state="running")
+    channel = await listen(run_group(run.id))
+
+    def burst():
+        for n in range(30):
+            realtime.send((run_group(run.id),), {"type": "run.update", "run_id": run.id, "n": n,
+                                                 "events": [], "run": {}, "steps": []})
+
+    await database_sync_to_async(burst)()
+    seen = []
+    while len(seen) < 30:
+        message = await receive(channel)
+        assert message is not None, f"only {seen} arrived"
+        updates = message["messages"] if message["type"] == "run.batch" else [message]
+        seen += [m["n"] for m in updates]
+    assert seen == list(range(30))
