@@ -95,16 +95,16 @@ class RunEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "kind", "name", "state_display", "attempt", "progress",
-                    "event_count", "error_count", "created_at", "finished_at"]
+                    "event_count", "error_count", "created_at", "finished_at", "live_link"]
     list_filter = ["state", "kind", "project", "created_at"]
     search_fields = ["id", "name", "kind", "correlation_id", "idempotency_key", "trace_id"]
     date_hierarchy = "created_at"
     list_select_related = ["project"]
-    readonly_fields = [f.name for f in Run._meta.fields] + ["events_link"]
+    readonly_fields = [f.name for f in Run._meta.fields] + ["events_link", "live_link"]
     inlines = [StepInline, RunEventInline]
     actions = ["cancel_runs"]
     fieldsets = [
-        (None, {"fields": ["id", "project", "kind", "name", "state", "events_link"]}),
+        (None, {"fields": ["id", "project", "kind", "name", "state", "live_link", "events_link"]}),
         ("Input and result", {"fields": ["input", "output_ref", "error"]}),
         ("Queue", {"fields": ["idempotency_key", "attempt", "max_attempts", "run_after",
                               "claimed_by", "claimed_at", "heartbeat_at", "cancel_requested_at"]}),
@@ -134,6 +134,10 @@ class RunAdmin(admin.ModelAdmin):
     @admin.display(description="Steps")
     def progress(self, obj):
         return f"{obj.steps_completed}/{obj.steps_total}" if obj.steps_total else "–"
+
+    @admin.display(description="Live")
+    def live_link(self, obj):
+        return format_html('<a href="{}">View live →</a>', reverse("pages:run", args=[obj.pk]))
 
     @admin.display(description="Events")
     def events_link(self, obj):

@@ -1,28 +1,82 @@
-"""Pages for runs: runs list, the live run page, projects and the project stream."""
+"""Pages for runs: the runs list, the live run page, projects and the project stream.
 
-from django.contrib.auth.decorators import login_required
+The views render the frame and the first state; the browser does the rest over the public API
+and the live protocol (``static/tf/live.js``): the runs list pages through ``GET /api/v1/runs``
+with the API's own filters and cursors, the run page and the project stream follow their
+WebSocket (falling back to SSE, then polling, for a run).
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import user_passes_test
+from django.db.models import Count, Max, Q
+from django.http import Http404
 from django.shortcuts import render
 from django.urls import path
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from runs import selectors, wire
+from runs.api.serializers import RunSerializer
+from runs.errors import NotFound
+from runs.models import RunState
+from tracefoundry.roles import Access, Cap
+
+# Users without a role may log in but read nothing (PRODUCT.md §12): send them back to the login
+# page, which explains that their account can't see the page.
+reader_required = user_passes_test(lambda user: Access(user=user).can(Cap.READ))
+
+LIVE_TIMELINE_ROWS = 2000
 
 
-@login_required
+@reader_required
 def runs_list(request):
-    return render(request, "pages/runs_list.html", {"nav": "runs"})
+    projects = selectors.project_list(access=Access(user=request.user))
+    return render(request, "pages/runs_list.html", {
+        "nav": "runs", "projects": projects, "states": RunState.values,
+    })
 
 
-@login_required
-def run_detail(request, run_id):
-    return render(request, "pages/run_detail.html", {"nav": "runs", "run_id": run_id})
+@reader_required
+@ensure_csrf_cookie  # the cancel button posts to the API with the CSRF token from the cookie
+def run_detail(request, run_id: str):
+    try:
+        run = selectors.run_get(run_id=run_id, access=Access(user=request.user))
+    except NotFound as exc:
+        raise Http404(f"run {run_id} does not exist") from exc
+    steps = [wire.step_dict(step) for step in selectors.step_list(run=run)]
+    return render(request, "pages/run_detail.html", {
+        "nav": "runs", "run": run, "run_id": run.id,
+        "run_json": RunSerializer(run).data, "steps_json": steps,
+        "timeline_rows": LIVE_TIMELINE_ROWS,
+    })
 
 
-@login_required
+def _with_run_counts(projects):
+    return projects.annotate(
+        run_count=Count("runs"),
+        active_count=Count("runs", filter=Q(runs__state__in=[RunState.QUEUED,
+                                                                RunState.RUNNING])),
+        failed_count=Count("runs", filter=Q(runs__state=RunState.FAILED)),
+        last_run_at=Max("runs__created_at"),
+    )
+
+
+@reader_required
 def projects(request):
-    return render(request, "pages/projects.html", {"nav": "projects"})
+    rows = _with_run_counts(selectors.project_list(access=Access(user=request.user)))
+    return render(request, "pages/projects.html", {"nav": "projects", "projects": rows})
 
 
-@login_required
-def project_stream(request, slug):
-    return render(request, "pages/project_stream.html", {"nav": "projects", "slug": slug})
+@reader_required
+def project_stream(request, slug: str):
+    try:
+        project = selectors.project_get(slug=slug)
+    except NotFound as exc:
+        raise Http404(str(exc)) from exc
+    return render(request, "pages/project_stream.html", {
+        "nav": "projects", "project": project, "slug": project.slug,
+        "timeline_rows": LIVE_TIMELINE_ROWS,
+    })
 
 
 urlpatterns = [

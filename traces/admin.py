@@ -76,12 +76,13 @@ class SpanInline(ReadOnly, admin.TabularInline):
 class TraceAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["trace_id", "root_span_name", "service_name", "environment", "status",
                     "start_time", "duration_ms", "span_count", "input_tokens", "output_tokens",
-                    "cost_usd", "run_link"]
+                    "cost_usd", "run_link", "trace_page_link"]
     list_filter = ["status", "service_name", "environment", ModelFilter, "source", "has_retry",
                    "has_timeout", "project"]
     search_fields = ["=trace_id", "root_span_name", "run_id"]
     date_hierarchy = "start_time"
     inlines = [SpanInline]
+    readonly_fields = ["trace_page_link"]
     show_full_result_count = False
 
     def has_delete_permission(self, request, obj=None):
@@ -94,16 +95,22 @@ class TraceAdmin(ReadOnly, admin.ModelAdmin):
         url = reverse("admin:runs_run_change", args=[obj.run_id])
         return format_html('<a href="{}">{}</a>', url, obj.run_id)
 
+    @admin.display(description="Trace page")
+    def trace_page_link(self, obj):
+        url = reverse("pages:trace", args=[obj.trace_id])
+        return format_html('<a href="{}">View trace</a>', url)
+
 
 @admin.register(Span)
 class SpanAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["span_id", "name", "trace_link", "span_type", "model", "service_name",
-                    "status_code", "duration_ms", "is_retry", "is_timeout"]
+                    "status_code", "duration_ms", "is_retry", "is_timeout", "trace_page_link"]
     list_filter = ["span_type", "status_code", "kind", "is_retry", "is_timeout"]
     search_fields = ["=span_id", "name", "=trace__trace_id", "model", "tool_name"]
     list_select_related = ["trace"]
     show_full_result_count = False
     inlines = [SpanPayloadInline]
+    readonly_fields = ["trace_page_link"]
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -112,3 +119,9 @@ class SpanAdmin(ReadOnly, admin.ModelAdmin):
     def trace_link(self, obj):
         url = reverse("admin:traces_trace_change", args=[obj.trace_id])
         return format_html('<a href="{}">{}</a>', url, obj.trace.trace_id)
+
+    @admin.display(description="Trace page")
+    def trace_page_link(self, obj):
+        """The span selected on its trace's page."""
+        url = reverse("pages:trace", args=[obj.trace.trace_id])
+        return format_html('<a href="{}?span={}">View in trace</a>', url, obj.span_id)

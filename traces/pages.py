@@ -1,18 +1,42 @@
-"""Pages for traces: the trace list and the trace detail (tree, waterfall, inspector)."""
+"""Pages for traces: the trace list and the trace detail (tree, waterfall, inspector).
 
-from django.contrib.auth.decorators import login_required
+Both are thin: the list is drawn by ``static/tf/traces.js`` from ``GET /api/v1/traces`` (so the
+page has exactly the API's filters and sorts), the detail page renders the trace summary and
+leaves the span tree, waterfall and inspector to ``static/tf/trace_detail.js``.
+"""
+
+from django.contrib.auth.decorators import user_passes_test
+from django.http import Http404
 from django.shortcuts import render
 from django.urls import path
 
+from runs.errors import NotFound
+from tracefoundry.roles import Access, Cap
+from traces import selectors
+from traces.models import TraceStatus
 
-@login_required
+# Anonymous users, and accounts without a role, go to the login page (which says why).
+reader_required = user_passes_test(lambda user: Access(user=user).can(Cap.READ))
+
+
+@reader_required
 def traces_list(request):
-    return render(request, "pages/traces_list.html", {"nav": "traces"})
+    return render(request, "pages/traces_list.html", {
+        "nav": "traces", "statuses": TraceStatus.values,
+    })
 
 
-@login_required
-def trace_detail(request, trace_id):
-    return render(request, "pages/trace_detail.html", {"nav": "traces", "trace_id": trace_id})
+@reader_required
+def trace_detail(request, trace_id: str):
+    try:
+        trace = selectors.trace_get(trace_id=trace_id, access=Access(user=request.user))
+    except NotFound as exc:
+        raise Http404(f"trace {trace_id} does not exist") from exc
+    root = selectors.trace_root_span(trace=trace)
+    return render(request, "pages/trace_detail.html", {
+        "nav": "traces", "trace": trace, "trace_id": trace.trace_id, "root_span": root,
+        "total_tokens": trace.input_tokens + trace.output_tokens,
+    })
 
 
 urlpatterns = [

@@ -25,6 +25,11 @@ SPAN_TREE_FIELDS = (
     "end_time_unix_nano", "duration_ms", "status_code", "status_message", "span_type", "model",
     "input_tokens", "output_tokens", "cost_usd", "tool_name", "is_retry", "is_timeout", "run_id",
 )
+# ``?fields=compact``: only what a tree/waterfall row draws (the trace page of 10,000 spans).
+SPAN_COMPACT_FIELDS = (
+    "span_id", "parent_span_id", "name", "duration_ms", "status_code", "span_type", "model",
+    "tool_name", "is_retry", "is_timeout",
+)
 
 
 class AmbiguousSpanId(Conflict):
@@ -120,17 +125,18 @@ def trace_root_span(*, trace: Trace) -> Span | None:
 
 # --- the span tree ----------------------------------------------------------------------------
 
-def span_tree(*, trace: Trace) -> list[dict[str, Any]]:
-    """Every span of ``trace`` in drawing order, each with ``depth`` and ``orphan``.
+def span_tree(*, trace: Trace, compact: bool = False) -> list[dict[str, Any]]:
+    """Every span of ``trace`` in drawing order, each with ``depth`` and ``orphan``
+    (``compact``: only the ``SPAN_COMPACT_FIELDS`` and ``start_offset_ms``).
 
     Depth-first from the roots (spans without a parent), siblings by start time. Spans whose
     parent never arrived ("orphans") follow with their subtrees, marked ``orphan: true`` at
     depth 0; spans caught in a parent cycle (malformed input) are treated as orphans too, so
     every span appears exactly once.
     """
+    fields = (*SPAN_COMPACT_FIELDS, "start_time_unix_nano") if compact else SPAN_TREE_FIELDS
     rows = list(
-        Span.objects.filter(trace=trace).order_by("start_time_unix_nano", "id")
-        .values(*SPAN_TREE_FIELDS)
+        Span.objects.filter(trace=trace).order_by("start_time_unix_nano", "id").values(*fields)
     )
     trace_start = rows[0]["start_time_unix_nano"] if rows else 0
     known = {row["span_id"] for row in rows}
@@ -138,7 +144,8 @@ def span_tree(*, trace: Trace) -> list[dict[str, Any]]:
     roots: list[dict[str, Any]] = []
     orphans: list[dict[str, Any]] = []
     for row in rows:
-        row["start_offset_ms"] = (row["start_time_unix_nano"] - trace_start) / 1e6
+        start = row.pop("start_time_unix_nano") if compact else row["start_time_unix_nano"]
+        row["start_offset_ms"] = (start - trace_start) / 1e6
         parent = row["parent_span_id"]
         if not parent:
             roots.append(row)

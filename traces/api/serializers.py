@@ -152,8 +152,39 @@ class SpanListSerializer(serializers.Serializer):
         "then the orphans. With `?tree=1`: the roots and orphans, with nested `children`."))
 
 
+class SpanCompactNodeSerializer(serializers.Serializer):
+    """A span in the ``?fields=compact`` listing: only what a tree/waterfall row draws."""
+
+    span_id = serializers.CharField()
+    parent_span_id = serializers.CharField(help_text="Empty for a root span.")
+    name = serializers.CharField()
+    start_offset_ms = serializers.FloatField(help_text="Start relative to the trace's first span.")
+    duration_ms = serializers.FloatField()
+    status_code = serializers.CharField()
+    span_type = serializers.CharField()
+    model = serializers.CharField()
+    tool_name = serializers.CharField()
+    is_retry = serializers.BooleanField()
+    is_timeout = serializers.BooleanField()
+    depth = serializers.IntegerField(help_text="0 for roots and orphans.")
+    orphan = serializers.BooleanField()
+    children = serializers.ListField(
+        child=serializers.DictField(), required=False,
+        help_text="Only with `?tree=1`: the child spans, each of this same shape.",
+    )
+
+
+class SpanCompactListSerializer(serializers.Serializer):
+    trace_id = serializers.CharField()
+    span_count = serializers.IntegerField()
+    spans = SpanCompactNodeSerializer(many=True, help_text=(
+        "The spans of `?fields=compact`, in the same order as the full listing."))
+
+
 class SpanListQuerySerializer(serializers.Serializer):
     tree = serializers.BooleanField(required=False, default=False)
+    # Declared fields leave the class body, so this does not shadow ``Serializer.fields``.
+    fields = serializers.ChoiceField(choices=["full", "compact"], required=False, default="full")
 
 
 class SpanQuerySerializer(serializers.Serializer):

@@ -1,0 +1,73 @@
+/* The project stream: live events of every run in a project, and the runs that changed. */
+"use strict";
+(function () {
+  const { el, badge, fmtTime } = window.TF;
+  const live = window.TF.live;
+  const root = document.querySelector("#project-stream");
+  const slug = root.dataset.slug;
+  const runsBox = root.querySelector(".stream-runs");
+  const runRows = new Map();   // run id -> row element
+  const MAX_RUNS = 50;
+
+  const tlRoot = root.querySelector(".timeline-card");
+  const timeline = new live.Timeline({
+    scroller: tlRoot.querySelector(".timeline"),
+    rows: tlRoot.querySelector(".timeline-rows"),
+    maxRows: Number(root.dataset.timelineRows) || 2000,
+    keepIds: false,
+    renderRow: (ev) => {
+      const row = live.eventRow(ev, el("span", { class: "ev-ctx" },
+        el("a", { class: "run-link mono", href: `/runs/${ev.run_id}/`, title: ev.run_id, text: ev.run_id.slice(-8) })));
+      row.dataset.runId = ev.run_id;
+      return row;
+    },
+    onChange: () => toolbar.update(),
+  });
+  const toolbar = live.bindToolbar(tlRoot, timeline, {});
+  toolbar.update();
+
+  function noteRun(snap, latestAt) {
+    let row = runRows.get(snap.id);
+    if (!row) {
+      row = el("li", { class: "stream-run", dataset: { runId: snap.id } },
+        el("a", { class: "mono", href: `/runs/${snap.id}/`, text: snap.id }),
+        el("span", { class: "sr-state" }), el("span", { class: "sr-progress muted" }),
+        el("span", { class: "sr-time muted mono" }));
+      runRows.set(snap.id, row);
+    }
+    if (snap.state) {
+      row.dataset.state = snap.state;
+      row.querySelector(".sr-state").replaceChildren(badge(snap.state));
+      row.querySelector(".sr-progress").textContent = snap.steps_total
+        ? `${snap.steps_completed}/${snap.steps_total} steps` : `${snap.event_count} events`;
+    }
+    const at = latestAt || snap.latest_event_at;
+    if (at) row.querySelector(".sr-time").textContent = live.clock(at);
+    row.title = at ? `last event ${fmtTime(at)}` : "";
+    runsBox.prepend(row);
+    while (runsBox.children.length > MAX_RUNS) {
+      const last = runsBox.lastElementChild;
+      runRows.delete(last.dataset.runId);
+      last.remove();
+    }
+    root.querySelector(".runs-empty").hidden = true;
+  }
+
+  const indicator = live.bindIndicator(root.querySelector(".conn"));
+  window.TF.projectLive = live.connect({
+    ws: `/ws/projects/${encodeURIComponent(slug)}/`,
+    sse: null,
+    poll: null,
+    afterId: null,   // the server starts with the latest 100 events
+    onState: indicator,
+    onFatal: (code) => { if (code === 4401) location.assign(`/accounts/login/?next=${encodeURIComponent(location.pathname)}`); },
+    onRun: (snap) => noteRun(snap),
+    onEvents: (events) => {
+      toolbar.noteTypes(events);
+      timeline.add(events);
+      const last = new Map();
+      for (const ev of events) last.set(ev.run_id, ev.created_at);
+      for (const [runId, at] of last) if (!runRows.has(runId)) noteRun({ id: runId }, at);
+    },
+  });
+})();
