@@ -137,7 +137,7 @@ def test_event_appended_through_one_process_reaches_a_client_of_another(live_sta
     run_id = new_running_run(live_stack, a, keys["write"])
     with ws_connect(f"{a.ws_url}/ws/runs/{run_id}/",
                     additional_headers={"Authorization": f"Bearer {keys['read']}"}) as on_a, \
-         ws_connect(f"{b.ws_url}/ws/projects/default/?after_id=0",
+         ws_connect(f"{b.ws_url}/ws/projects/default/",  # the latest 100, then live
                     additional_headers={"Authorization": f"Bearer {keys['read']}"}) as on_b:
         receive_until(on_a, lambda m: m["type"] == "run")
         ids = append(live_stack, b, keys["write"], run_id, ["from b"])  # appended through b
