@@ -138,6 +138,12 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
 
     # --- flow control -----------------------------------------------------------------------
 
+    @staticmethod
+    def later(delay: float, coroutine_function) -> asyncio.TimerHandle:
+        """Run ``coroutine_function()`` as a task after ``delay`` seconds (cancellable)."""
+        loop = asyncio.get_running_loop()
+        return loop.call_later(delay, lambda: loop.create_task(coroutine_function()))
+
     def room(self) -> int:
         return settings.TRACEFOUNDRY_WS_WINDOW - len(self.unacked)
 
@@ -149,11 +155,7 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
         """Stop sending; if no ack frees the window in time, tell the client to resync."""
         self.behind = True
         if self.ack_timer is None and not self.closed:
-            loop = asyncio.get_running_loop()
-            self.ack_timer = loop.call_later(
-                settings.TRACEFOUNDRY_WS_ACK_TIMEOUT,
-                lambda: loop.create_task(self.resync()),
-            )
+            self.ack_timer = self.later(settings.TRACEFOUNDRY_WS_ACK_TIMEOUT, self.resync)
 
     async def resync(self) -> None:
         if self.closed:
@@ -253,9 +255,7 @@ class RunStreamConsumer(_LiveConsumer):
         if self.state.urgent:
             await self.send_json({"type": "run", "run": self.state.take()})
         elif self.snapshot_timer is None:
-            loop = asyncio.get_running_loop()
-            self.snapshot_timer = loop.call_later(
-                SNAPSHOT_INTERVAL, lambda: loop.create_task(self._flush_snapshot()))
+            self.snapshot_timer = self.later(SNAPSHOT_INTERVAL, self._flush_snapshot)
 
     async def _flush_snapshot(self) -> None:
         async with self.lock:
@@ -359,9 +359,7 @@ class ProjectStreamConsumer(_LiveConsumer):
             return
         self.pending_runs[run["id"]] = run
         if self.snapshot_timer is None:
-            loop = asyncio.get_running_loop()
-            self.snapshot_timer = loop.call_later(
-                SNAPSHOT_INTERVAL, lambda: loop.create_task(self._flush_runs()))
+            self.snapshot_timer = self.later(SNAPSHOT_INTERVAL, self._flush_runs)
 
     async def _flush_runs(self) -> None:
         async with self.lock:
