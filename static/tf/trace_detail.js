@@ -162,8 +162,10 @@
   fit();
 
   function scrollToIndex(i) {
-    const top = position[i] * ROW_H, view = scroller.clientHeight - ROW_H * 2;  // minus the sticky header
-    if (top < scroller.scrollTop || top > scroller.scrollTop + view) scroller.scrollTop = Math.max(0, top - view / 2);
+    // Rows sit below the sticky header (the spacer's offset): keep the row clear of it.
+    const head = spacer.offsetTop, top = head + position[i] * ROW_H;
+    const from = scroller.scrollTop + head, to = scroller.scrollTop + scroller.clientHeight - ROW_H;
+    if (top < from || top > to) scroller.scrollTop = Math.max(0, top - head - (scroller.clientHeight - head) / 2);
   }
 
   // --- interaction -------------------------------------------------------------------------------

@@ -102,11 +102,12 @@
     if (t.has_timeout) flags.push(el("span", { class: "badge flag-timeout", title: "a span timed out" }, "◔ timeout"));
     const width = maxDuration > 0 ? Math.max(2, (t.duration_ms / maxDuration) * 100) : 0;
     const chips = [...t.models.map((m) => el("span", { class: "chip chip-model" }, m)),
-      ...t.tools.slice(0, 3).map((n) => el("span", { class: "chip chip-tool" }, n))];
-    if (t.tools.length > 3) chips.push(el("span", { class: "muted" }, `+${t.tools.length - 3}`));
+      ...t.tools.slice(0, 2).map((n) => el("span", { class: "chip chip-tool" }, n))];
+    if (t.tools.length > 2) chips.push(el("span", { class: "muted" }, `+${t.tools.length - 2}`));
     return el("tr", { class: "tl-row", dataset: { traceId: t.trace_id, href } },
-      el("td", {}, badge(t.status, "status"), " ", flags),
-      el("td", { class: "tl-name" }, el("a", { href, class: "tl-open" }, t.root_span_name || "(no root span)")),
+      el("td", {}, badge(t.status, "status")),
+      el("td", { class: "tl-name" }, el("a", { href, class: "tl-open" }, t.root_span_name || "(no root span)"), " ", flags,
+        t.run_id ? el("a", { href: `/runs/${t.run_id}/`, class: "tl-run", title: `run ${t.run_id}` }, "run ↗") : null),
       el("td", { class: "tl-id" },
         el("a", { href, class: "mono", title: t.trace_id }, t.trace_id.slice(0, 12) + "…"), " ",
         el("button", { type: "button", class: "copy", "data-copy": t.trace_id, title: "copy trace id", "aria-label": "copy trace id" }, "copy")),
@@ -118,8 +119,7 @@
         t.error_count ? el("span", { class: "tl-err", title: `${t.error_count} error spans` }, `${t.error_count} err`) : null),
       el("td", { class: "num", title: `in ${fmtNumber(t.input_tokens)} / out ${fmtNumber(t.output_tokens)}` }, t.total_tokens ? fmtNumber(t.total_tokens) : "–"),
       el("td", { class: "num" }, Number(t.cost_usd) ? fmtCost(t.cost_usd) : "–"),
-      el("td", { class: "tl-chips" }, chips.length ? chips : el("span", { class: "muted" }, "–")),
-      el("td", {}, t.run_id ? el("a", { href: `/runs/${t.run_id}/`, class: "mono" }, t.run_id.slice(0, 14) + "…") : el("span", { class: "muted" }, "–")));
+      el("td", { class: "tl-chips" }, chips.length ? chips : el("span", { class: "muted" }, "–")));
   }
 
   function pageLink(url, label, rel) {
@@ -135,7 +135,7 @@
       const maxDuration = Math.max(0, ...data.results.map((t) => t.duration_ms));
       tbody.replaceChildren(...data.results.map((t) => row(t, maxDuration)));
       if (!data.results.length) {
-        tbody.append(el("tr", { class: "tl-empty" }, el("td", { colspan: 11, class: "muted" },
+        tbody.append(el("tr", { class: "tl-empty" }, el("td", { colspan: 10, class: "muted" },
           params.toString() ? "No traces match these filters." : "No traces yet: send spans to /otlp/v1/traces.")));
       }
       status.textContent = data.results.length ? `${data.results.length} traces on this page` : "";
@@ -144,7 +144,7 @@
         pager.firstChild.textContent = "← Previous"; pager.lastChild.textContent = "Next →";
       }
     } catch (err) {
-      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 11, class: "error", role: "alert" },
+      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 10, class: "error", role: "alert" },
         `Could not load traces: ${err.message}` + (err.body && err.body.error && err.body.error.details ? " " + JSON.stringify(err.body.error.details) : ""))));
     }
   }
