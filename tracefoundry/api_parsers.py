@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 
+import orjson
 from django.conf import settings
 from rest_framework.parsers import JSONParser
 
@@ -24,9 +25,16 @@ class LimitedJSONParser(JSONParser):
             length = 0
         if length > limit:
             raise PayloadTooLarge(f"request body is {length} bytes; the limit is {limit}")
-        if stream is not None and not length:
-            data = stream.read(limit + 1)
-            if len(data) > limit:
-                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-            stream = io.BytesIO(data)
-        return super().parse(stream, media_type, parser_context)
+        if stream is None:
+            return super().parse(stream, media_type, parser_context)
+        data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        try:
+            # orjson parses a 1,000-event batch several times faster than the standard library
+            # and, like DRF's strict mode, rejects NaN and Infinity.
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            # What orjson refuses but JSON allows (integers beyond 64 bits) or the standard
+            # library's own error message for what is really malformed.
+            return super().parse(io.BytesIO(data), media_type, parser_context)
