@@ -149,16 +149,16 @@
         return;
       }
       this.ws = ws;
-      let opened = false;
+      // A socket that closes before its first message counts as a failed attempt, whether or
+      // not the handshake went through (some proxies accept and then drop WebSockets).
+      let answered = false;
       ws.onopen = () => {
-        opened = true;
-        this.wsFailures = 0;
-        this.backoff = BACKOFF_MIN_MS;
         this.ackedId = this.processedId;
         this.unacked = 0;
         this.setState("live", "live");
       };
       ws.onmessage = (m) => {
+        if (!answered) { answered = true; this.wsFailures = 0; this.backoff = BACKOFF_MIN_MS; }
         let msg;
         try { msg = JSON.parse(m.data); } catch (e) { return; }
         this.handle(msg);
@@ -175,7 +175,7 @@
           return;
         }
         if (e.code === RESYNC_CLOSE) { this.openWs(); return; }
-        if (!opened) this.wsFailures += 1;
+        if (!answered) this.wsFailures += 1;
         if (this.wsFailures >= WS_FAILURES_BEFORE_FALLBACK && (this.o.sse || this.o.poll)) {
           this.fallback();
           return;
@@ -460,8 +460,9 @@
       default: {
         const msg = p.message || p.text || p.error || p.reason || p.name;
         if (msg) return clip(text(msg), 300);
-        const keys = Object.keys(p);
-        return keys.length ? clip(JSON.stringify(p), 300) : "";
+        // The row shows the run and step already: leave their ids out of the summary.
+        const rest = Object.entries(p).filter(([k]) => k !== "step_id" && k !== "run_id");
+        return rest.map(([k, v]) => `${k}=${clip(text(v), 120)}`).join("  ");
       }
     }
   }

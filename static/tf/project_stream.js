@@ -1,7 +1,7 @@
 /* The project stream: live events of every run in a project, and the runs that changed. */
 "use strict";
 (function () {
-  const { el, badge, fmtTime } = window.TF;
+  const { el, api, badge, fmtTime } = window.TF;
   const live = window.TF.live;
   const root = document.querySelector("#project-stream");
   const slug = root.dataset.slug;
@@ -26,15 +26,16 @@
   const toolbar = live.bindToolbar(tlRoot, timeline, {});
   toolbar.update();
 
-  function noteRun(snap, latestAt) {
+  function noteRun(snap, latestAt, { append = false } = {}) {
     let row = runRows.get(snap.id);
     if (!row) {
       row = el("li", { class: "stream-run", dataset: { runId: snap.id } },
         el("a", { class: "mono", href: `/runs/${snap.id}/`, text: snap.id }),
-        el("span", { class: "sr-state" }), el("span", { class: "sr-progress muted" }),
-        el("span", { class: "sr-time muted mono" }));
+        el("span", { class: "sr-state" }), el("span", { class: "sr-name" }),
+        el("span", { class: "sr-progress muted" }), el("span", { class: "sr-time muted mono" }));
       runRows.set(snap.id, row);
     }
+    if (snap.kind) row.querySelector(".sr-name").textContent = snap.name ? `${snap.name} · ${snap.kind}` : snap.kind;
     if (snap.state) {
       row.dataset.state = snap.state;
       row.querySelector(".sr-state").replaceChildren(badge(snap.state));
@@ -44,7 +45,7 @@
     const at = latestAt || snap.latest_event_at;
     if (at) row.querySelector(".sr-time").textContent = live.clock(at);
     row.title = at ? `last event ${fmtTime(at)}` : "";
-    runsBox.prepend(row);
+    if (append) runsBox.append(row); else runsBox.prepend(row);
     while (runsBox.children.length > MAX_RUNS) {
       const last = runsBox.lastElementChild;
       runRows.delete(last.dataset.runId);
@@ -52,6 +53,17 @@
     }
     root.querySelector(".runs-empty").hidden = true;
   }
+
+  // The runs under way when the page opened; live snapshots move changed runs to the top.
+  api(`/api/v1/runs?project=${encodeURIComponent(slug)}&state=queued,running&limit=${MAX_RUNS}`)
+    .then((page) => {
+      for (const r of page.results) {
+        const row = runRows.get(r.id);
+        if (!row) noteRun(r, null, { append: true });
+        else row.querySelector(".sr-name").textContent = r.name ? `${r.name} · ${r.kind}` : r.kind;
+      }
+    })
+    .catch(() => {});
 
   const indicator = live.bindIndicator(root.querySelector(".conn"));
   window.TF.projectLive = live.connect({

@@ -149,7 +149,7 @@
     const node = stepNode(stepId);
     const box = node.querySelector(".log-lines");
     box.replaceChildren(...logsOf(stepId).lines.map(logLine));
-    box.scrollTop = box.scrollHeight;
+    requestAnimationFrame(() => { box.scrollTop = box.scrollHeight; });
   }
 
   function renderStep(s) {
@@ -190,7 +190,9 @@
     const counts = { running: 0, succeeded: 0, failed: 0, pending: 0 };
     for (const s of ordered) counts[s.state] = (counts[s.state] || 0) + 1;
     if (stepLogs.has("")) nodes.push(runOutputNode());
-    stepList.replaceChildren(...nodes);
+    // Re-inserting a node resets its log pane's scroll position: only move when the order changed.
+    const current = Array.from(stepList.children);
+    if (current.length !== nodes.length || nodes.some((n, i) => current[i] !== n)) stepList.replaceChildren(...nodes);
     root.querySelector(".steps-empty").hidden = nodes.length > 0;
     const done = ordered.filter((s) => STEP_DONE.has(s.state)).length;
     const parts = [`${ordered.length} total`, `${done} done`];

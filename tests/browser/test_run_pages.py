@@ -7,6 +7,8 @@ pages must show it without a reload. Nothing here waits for a fixed time: Playwr
 
 from __future__ import annotations
 
+import json
+import os
 import re
 
 import pytest
@@ -277,8 +279,19 @@ def test_engineer_cancels_a_run(as_engineer, server, runs):
 def test_catch_up_keeps_the_dom_bounded_and_loads_earlier(as_viewer, server, runs):
     run_id = runs.run(name="many events")
     runs.notes(run_id, 2300)
+    acks, sockets = [], []
+
+    def relay(ws):  # pass frames through, noting the client's acks
+        sockets.append(ws.url)
+        upstream = ws.connect_to_server()
+        ws.on_message(lambda message: (acks.append(json.loads(message)), upstream.send(message)))
+
+    as_viewer.route_web_socket(re.compile(r"/ws/runs/"), relay)
     page = open_run(as_viewer, server, run_id)
-    expect(page.locator(".shown-count")).to_contain_text("2,302 received")
+    # More than the server's window of 1,000 unacknowledged events: only acks get them all.
+    expect(page.locator(".shown-count")).to_contain_text("2,302 received", timeout=30_000)
+    assert acks and all(a["type"] == "ack" and isinstance(a["last_id"], int) for a in acks)
+    assert len(sockets) == 1  # acknowledged in time: never told to resync
     expect(rows(page)).to_have_count(2000)
     earlier = page.locator(".load-earlier")
     expect(earlier).to_have_text("Load earlier events (302 not shown)")
@@ -305,6 +318,54 @@ def test_fallback_transports_stream_events(as_viewer, server, runs, transport):
     badge = page.locator(f'.step[data-step-id="{step_id}"] .step-state .badge')
     expect(badge).to_have_text("failed")
     expect(rows(page, id=event["id"])).to_have_count(1)  # never twice
+
+
+@pytest.mark.skipif(not WEBSOCKETS_SERVED, reason="needs the WebSocket server")
+def test_reconnects_after_the_last_event_seen(as_viewer, server, runs):
+    run_id = runs.run(name="dropped socket")
+    first = runs.log(run_id, "before the drop")
+    urls, sockets = [], []
+
+    def relay(ws):
+        urls.append(ws.url)
+        sockets.append((ws, ws.connect_to_server()))
+
+    as_viewer.route_web_socket(re.compile(r"/ws/runs/"), relay)
+    page = open_run(as_viewer, server, run_id)
+    expect(rows(page, id=first["id"])).to_have_count(1)
+    ws, upstream = sockets[0]
+    ws.close(code=1011)  # the network drops the socket
+    upstream.close()
+    second = runs.log(run_id, "after the drop")
+    expect(rows(page, id=second["id"])).to_contain_text("after the drop")
+    expect(page.locator(".conn")).to_have_attribute("data-state", "live")
+    assert len(urls) == 2 and urls[1].endswith(f"after_id={first['id']}"), urls
+    expect(rows(page, id=first["id"])).to_have_count(1)
+
+
+@pytest.mark.skipif(not (WEBSOCKETS_SERVED and os.environ.get("REDIS_URL")),
+                    reason="a second process shares live events through Redis only")
+def test_events_appended_through_another_process_arrive(as_viewer, server, live_stack, runs):
+    other = RunApi(stack=live_stack, base=live_stack.server("web2").url, key=runs.key)
+    run_id = runs.run(name="two processes")
+    page = open_run(as_viewer, server, run_id)
+    event = other.log(run_id, "appended through web2")
+    expect(rows(page, id=event["id"])).to_contain_text("appended through web2")
+
+
+def test_falls_back_to_sse_when_websockets_fail(as_viewer, server, runs):
+    run_id = runs.run(name="no websockets")
+    attempts = []
+    # A proxy that accepts the WebSocket and drops it at once, every time.
+    as_viewer.route_web_socket(re.compile(r"/ws/runs/"),
+                               lambda ws: (attempts.append(ws.url), ws.close(code=1011)))
+    page = as_viewer
+    page.goto(f"{server.url}/runs/{run_id}/")
+    fallback = "sse" if SSE_SERVED else "polling"
+    expect(page.locator(".conn")).to_have_attribute("data-state", fallback)
+    event = runs.log(run_id, "over the fallback")
+    expect(rows(page, id=event["id"])).to_contain_text("over the fallback")
+    assert len(attempts) == 2
 
 
 # --- projects and the project stream -----------------------------------------------------------
