@@ -147,6 +147,14 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
     def room(self) -> int:
         return settings.TRACEFOUNDRY_WS_WINDOW - len(self.unacked)
 
+    def page_limit(self) -> int:
+        """How many events the next database page may hold; 0 marks the window full."""
+        room = self.room()
+        if room <= 0:
+            self.window_full()
+            return 0
+        return min(live.PAGE, room)
+
     async def send_event(self, event: dict) -> None:
         self.unacked.append(event["id"])
         await self.send(text_data=event_frame(event))
@@ -230,11 +238,9 @@ class RunStreamConsumer(_LiveConsumer):
     async def pump(self) -> None:
         """Send what the database holds after the cursor, as far as the window allows."""
         while not self.closed:
-            room = self.room()
-            if room <= 0:
-                self.window_full()
+            limit = self.page_limit()
+            if not limit:
                 break
-            limit = min(live.PAGE, room)
             events = await database_sync_to_async(live.run_events_after)(
                 self.run_id, self.cursor.last_id, limit)
             await self._send_events(events)
@@ -312,11 +318,9 @@ class ProjectStreamConsumer(_LiveConsumer):
 
     async def pump(self) -> None:
         while self.catching_up and not self.closed:
-            room = self.room()
-            if room <= 0:
-                self.window_full()
+            limit = self.page_limit()
+            if not limit:
                 return
-            limit = min(live.PAGE, room)
             events = await database_sync_to_async(live.project_events_after)(
                 self.project_id, self.high_id, limit)
             for event in events:
