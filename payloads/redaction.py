@@ -77,6 +77,10 @@ _LABEL_PREFIX = "[REDACTED:"
 _PLAIN = frozenset({int, float, bool, type(None)})  # leaves returned as they are
 _KEY_CACHE_MAX = 4096
 _INLINE_SCAN_MAX = 256  # `_walk_dict` looks for anchors itself in strings up to this long
+# Short strings found clean are remembered (per redactor), up to this many: attribute values
+# repeat — service, model and tool names, ids shared by a trace's spans — and a set lookup costs
+# a fraction of an anchor search.
+_CLEAN_MAX = 32_768
 
 
 def _label(name: str) -> str:
@@ -325,6 +329,9 @@ class _Detector:
     keywords: tuple[str, ...] = ()  # the same, ASCII case-insensitive, written in lower case
     anchor_chars: str = ""  # strict: the first character of a `_STRICT_ANCHORS` match
     start: StartRule | None = None  # None: the match starts where the anchor does
+    # What must follow an anchor literal for a match to be possible at all: checked right
+    # after it, before anything else is tried (prose is full of `tokens`, `keys`, `basic`).
+    follow: re.Pattern[str] | None = None
 
 
 # --- detectors, in priority order (the first that accepts a start offset wins) -------------------
@@ -354,6 +361,9 @@ _KV = (  # the key's sensitivity is checked by `_render_kv`, as for dict keys
 # Every sensitive key contains one of these (`authorization` has `auth`, `x-api-key` has `key`).
 _KV_ANCHORS = ("passw", "pwd", "passphrase", "secret", "credential", "cookie")
 _KV_ANCHORS += ("auth", "key", "token")
+# A `key: value`, `key=value` or header needs its separator right after the rest of its key.
+_KEY_FOLLOW = re.compile(r"[\w.-]*+\\?[\"']?[ \t]*+[:=]")
+_SCHEME_FOLLOW = re.compile(r"[ \t]")  # `Bearer` and `Basic` take their credentials after blanks
 _BEARER = r"(?<![\w-])((?ai:bearer)[ \t]+)(?=[A-Za-z._~+/=-]*[0-9])[A-Za-z0-9._~+/=-]{8,4096}"
 _BASIC = r"(?<![\w-])((?ai:basic)[ \t]+)([A-Za-z0-9+/]{4,4096}={0,2})(?![\w+/=-])"
 
@@ -372,15 +382,27 @@ _STANDARD = (
         _render_header,
         keywords=("auth", "cookie"),
         start=_KEY_START,
+        follow=_KEY_FOLLOW,
     ),
-    _Detector("key_value", re.compile(_KV), _render_kv, keywords=_KV_ANCHORS, start=_KEY_START),
+    _Detector(
+        "key_value",
+        re.compile(_KV),
+        _render_kv,
+        keywords=_KV_ANCHORS,
+        start=_KEY_START,
+        follow=_KEY_FOLLOW,
+    ),
     _Detector(
         "bearer_token",
         re.compile(_BEARER),
         _keep_prefix("bearer_token"),
         keywords=("bearer",),
+        follow=_SCHEME_FOLLOW,
     ),
-    _Detector("basic_auth", re.compile(_BASIC), _render_basic, keywords=("basic",)),
+    _Detector(
+        "basic_auth", re.compile(_BASIC), _render_basic, keywords=("basic",),
+        follow=_SCHEME_FOLLOW,
+    ),
     *(
         _Detector(name, re.compile(rx), anchors=_TOKEN_ANCHORS[name])
         for name, rx in _TOKEN_PATTERNS
@@ -459,6 +481,8 @@ _STRICT_ANCHORS = re.compile(
 _RARITY = "jqzxkvwybg-:fmpucdhl_rosniate"
 
 Entries = list[tuple[int, StartRule | None]]  # (detector index, start rule)
+# (detector index, start rule, what must follow the literal: `_Detector.follow`)
+LiteralEntries = list[tuple[int, StartRule | None, Callable[[str, int], object] | None]]
 
 
 def _rarity(ch: str, case_insensitive: bool) -> int:
@@ -467,10 +491,12 @@ def _rarity(ch: str, case_insensitive: bool) -> int:
     return rank - 100 if ch.isupper() and not case_insensitive else rank
 
 
-AnchorTable = dict[str, list[tuple[str, int, bool, Entries]]]
+AnchorTable = dict[str, list[tuple[str, int, bool, LiteralEntries]]]
 
 
-def _compile_anchors(literals: dict[tuple[str, bool], Entries]) -> tuple[re.Pattern, AnchorTable]:
+def _compile_anchors(
+    literals: dict[tuple[str, bool], LiteralEntries],
+) -> tuple[re.Pattern, AnchorTable]:
     """One regex matching every anchor from its rarest character on, and a table from the
     lower-cased matched text to (literal, offset of that character, case-insensitive, entries)."""
     alternatives: dict[str, list[str]] = {}
@@ -529,17 +555,19 @@ class Redactor:
         self._strict = policy == "strict"
         self._extras = () if self._off else _extra_detectors(extra_patterns)
         self._detectors = _STANDARD + (_STRICT if self._strict else ())
-        literals: dict[tuple[str, bool], Entries] = {}
+        literals: dict[tuple[str, bool], LiteralEntries] = {}
         self._by_char: dict[str, Entries] = {}  # strict anchor character -> detectors
         for i, det in enumerate(self._detectors):
+            follow = det.follow.match if det.follow is not None else None
             for literal in det.anchors:
-                literals.setdefault((literal, False), []).append((i, det.start))
+                literals.setdefault((literal, False), []).append((i, det.start, follow))
             for literal in det.keywords:
-                literals.setdefault((literal, True), []).append((i, det.start))
+                literals.setdefault((literal, True), []).append((i, det.start, follow))
             for char in det.anchor_chars:
                 self._by_char.setdefault(char, []).append((i, det.start))
         anchors, self._by_anchor = _compile_anchors(literals)
         self._find_anchor = anchors.search
+        self._clean: set[str] = set()  # short strings known to hold no anchor
 
     def __repr__(self) -> str:
         return f"<Redactor policy={self.policy!r} extra_patterns={len(self.extra_patterns)}>"
@@ -591,7 +619,9 @@ class Redactor:
                 at = p - offset
                 piece = s[at : at + len(literal)] if at >= 0 else ""
                 if piece == literal or (ci and piece.lower() == literal):
-                    for index, rule in entries:
+                    for index, rule, follow in entries:
+                        if follow is not None and follow(s, at + len(literal)) is None:
+                            continue
                         start = at if rule is None else rule(s, at)
                         if start is not None:
                             found.append((start, index))
@@ -696,6 +726,7 @@ class Redactor:
         # A short string without any anchor is returned by `_scan` as it is: look for one here
         # and save the call (most attribute values: names, ids, models, enums).
         find = None if self._extras or self._strict else self._find_anchor
+        clean = self._clean
         for key, item in v.items():
             if pair_class is not None and key == "value":
                 key_class: str | None = pair_class
@@ -706,9 +737,16 @@ class Redactor:
                 continue
             kind = type(item)  # the common leaves inline: this loop runs for every event
             if kind is str:
-                if find is not None and len(item) <= _INLINE_SCAN_MAX and find(item) is None:
-                    out[key] = item
-                    continue
+                if find is not None and len(item) <= _INLINE_SCAN_MAX:
+                    if item in clean:
+                        out[key] = item
+                        continue
+                    if find(item) is None:
+                        if len(clean) >= _CLEAN_MAX:
+                            clean.clear()
+                        clean.add(item)
+                        out[key] = item
+                        continue
                 out[key], n = scan(item)
                 counter[0] += n
             elif kind in _PLAIN:

@@ -133,6 +133,8 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "tracefoundry"),
+            # One pool per process, not one per request (see tracefoundry/cache.py).
+            "OPTIONS": {"pool_class": "tracefoundry.cache.SharedConnectionPool"},
         }
     }
 else:

@@ -69,8 +69,10 @@ class Trace(models.Model):
 
 
 class Span(models.Model):
-    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="spans")
-    span_id = models.CharField(max_length=16, db_index=True)
+    # Indexed through the (trace, span_id) constraint; a second index on it only slows ingest.
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="spans",
+                              db_index=False)
+    span_id = models.CharField(max_length=16)
     parent_span_id = models.CharField(max_length=16, blank=True, default="")
     name = models.CharField(max_length=512)
     kind = models.CharField(max_length=16, default="internal")
@@ -93,7 +95,8 @@ class Span(models.Model):
     tool_name = models.CharField(max_length=256, blank=True, default="")
     is_retry = models.BooleanField(default=False)
     is_timeout = models.BooleanField(default=False)
-    run_id = models.CharField(max_length=40, blank=True, default="", db_index=True)
+    # Runs find their trace through Run.trace_id; nothing looks spans up by run.
+    run_id = models.CharField(max_length=40, blank=True, default="")
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -101,6 +104,9 @@ class Span(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["trace", "span_id"], name="span_trace_span_uniq"),
         ]
+        # Every index costs each ingested span: only GET /spans/{span_id} needs this one (a
+        # plain b-tree; a CharField's db_index would add a second, LIKE-pattern index).
+        indexes = [Index(fields=["span_id"], name="span_span_id_idx")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.span_id})"

@@ -86,7 +86,22 @@ def _pb_value(v) -> Any:
 
 
 def _pb_attrs(attributes) -> dict:
-    return {kv.key: _pb_value(kv.value) for kv in attributes}
+    # The scalar cases inline: this loop runs for every attribute of every span.
+    out = {}
+    for kv in attributes:
+        v = kv.value
+        which = v.WhichOneof("value")
+        if which == "string_value":
+            out[kv.key] = v.string_value
+        elif which == "int_value":
+            out[kv.key] = v.int_value
+        elif which == "bool_value":
+            out[kv.key] = v.bool_value
+        elif which == "double_value":
+            out[kv.key] = v.double_value
+        else:
+            out[kv.key] = _pb_value(v)
+    return out
 
 
 def decode_protobuf(body: bytes) -> Decoded:

@@ -4,8 +4,9 @@ Re-sending a span updates the same ``(trace, span_id)`` row, so retries of an ex
 harmless and a trace spread over many requests ends in one tree. The summaries of every trace a
 batch touched are recomputed from its spans in the same transaction.
 
-On PostgreSQL each span is COPYed into a staging table as soon as it is prepared, so the server
-parses the rows while this process redacts the next spans (see ``traces.span_store``).
+On PostgreSQL a span of a trace the batch creates (the common case: exporters send whole
+traces) is COPYed straight into ``traces_span`` as soon as it is prepared, so the server parses
+the rows while this process redacts the next spans; spans of existing traces are upserted.
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ from runs.envelope import dumps
 from runs.models import Project
 from runs.services import run_link_trace
 from traces.genai import GenAI, extract
-from traces.models import Span, Trace, TraceSource, TraceStatus
+from traces.models import Span, TraceSource, TraceStatus
 from traces.otlp_decode import SpanRecord
 from traces.span_payloads import PendingBlob, SpanBlob, externalize
 from traces.span_store import (
-    span_stream,
+    span_pks,
+    spans_copy,
+    spans_delete,
     spans_upsert,
-    spans_upsert_streamed,
+    trace_pks_reserve,
     traces_insert_new,
+    traces_lock,
     traces_update,
 )
 
@@ -60,8 +64,9 @@ def _prepare(record: SpanRecord, redactor, shared: dict[int, dict],
              pending: list[PendingBlob] | None = None) -> _Prepared:
     """Redact, extract GenAI fields, apply the strict allowlist, move big values to blobs.
 
-    Regex work never holds row locks: it runs before the ingest transaction (SQLite), or inside
-    it before any trace row is written or locked (PostgreSQL). ``shared`` remembers resources
+    Regex work never holds SQLite's write lock: there it runs before the ingest transaction.
+    On PostgreSQL it runs inside it, streaming, with only the batch's existing traces locked.
+    ``shared`` remembers resources
     already redacted: all spans of an OTLP resource share one. With ``pending``, blobs are
     addressed but left there for the caller to store (see ``externalize``).
     """
@@ -99,27 +104,9 @@ def _prepare(record: SpanRecord, redactor, shared: dict[int, dict],
     return _Prepared(record=record, genai=genai, run_id=run_id, blobs=blobs)
 
 
-def _span_values(prepared: _Prepared, trace_pk: int, now: datetime) -> dict:
-    record, genai = prepared.record, prepared.genai
-    return {
-        "trace_id": trace_pk, "span_id": record.span_id,
-        "parent_span_id": record.parent_span_id, "name": record.name, "kind": record.kind,
-        "service_name": record.service_name, "start_time_unix_nano": record.start_ns,
-        "end_time_unix_nano": record.end_ns,
-        "duration_ms": (record.end_ns - record.start_ns) / 1e6,
-        "status_code": record.status_code, "status_message": record.status_message,
-        "attributes": record.attributes, "events": record.events, "links": record.links,
-        "resource": record.resource, "scope": record.scope, "span_type": genai.span_type,
-        "model": genai.model[:200], "input_tokens": genai.input_tokens,
-        "output_tokens": genai.output_tokens, "cost_usd": genai.cost_usd,
-        "tool_name": genai.tool_name[:256], "is_retry": genai.is_retry,
-        "is_timeout": genai.is_timeout, "run_id": prepared.run_id, "received_at": now,
-    }
-
-
-def _stream_row(seq: int, prepared: _Prepared, now: datetime, texts: dict[int, str]) -> tuple:
-    """``_span_values`` as a row of span_store.STREAM_COLUMNS (keyed by the OTLP trace id);
-    the resource and scope objects spans share are serialised once per batch."""
+def span_row(prepared: _Prepared, trace_pk: int, now: datetime, texts: dict[int, str]) -> tuple:
+    """A span as a row of span_store.SPAN_COLUMNS, JSON columns serialised; the resource and
+    scope objects spans share are serialised once per batch (``texts``)."""
     record, genai = prepared.record, prepared.genai
     resource, scope = record.resource, record.scope
     resource_text = texts.get(id(resource))
@@ -129,7 +116,7 @@ def _stream_row(seq: int, prepared: _Prepared, now: datetime, texts: dict[int, s
     if scope_text is None:
         scope_text = texts[id(scope)] = dumps(scope)
     return (
-        seq, record.trace_id, record.span_id, record.parent_span_id, record.name, record.kind,
+        trace_pk, record.span_id, record.parent_span_id, record.name, record.kind,
         record.service_name, record.start_ns, record.end_ns,
         (record.end_ns - record.start_ns) / 1e6, record.status_code, record.status_message,
         dumps(record.attributes), dumps(record.events), dumps(record.links), resource_text,
@@ -139,6 +126,41 @@ def _stream_row(seq: int, prepared: _Prepared, now: datetime, texts: dict[int, s
     )
 
 
+def _last_copies(records: list[SpanRecord]) -> list[SpanRecord]:
+    """The batch without the earlier copies of a span sent twice in it (the last one wins)."""
+    last = {(r.trace_id, r.span_id): i for i, r in enumerate(records)}
+    if len(last) == len(records):
+        return records
+    return [r for i, r in enumerate(records) if last[(r.trace_id, r.span_id)] == i]
+
+
+@dataclass
+class _Batch:
+    """One ingest call's spans, sorted by the fate of their trace."""
+
+    project: Project
+    now: datetime
+    source: str
+    result: IngestResult
+    # Traces this batch creates: their spans by trace id (their summary comes from the batch).
+    new: dict[str, list[_Prepared]] = field(default_factory=dict)
+    # Spans of traces that existed (upserted), with the trace pk.
+    existing: list[tuple[int, _Prepared]] = field(default_factory=list)
+    refresh: list[int] = field(default_factory=list)  # existing trace pks to re-aggregate
+
+    def reject_foreign(self) -> None:
+        self.result.rejected += 1
+        _note(self.result, "trace belongs to another project")
+
+    def new_trace_rows(self, pks: dict[str, int] | None = None) -> list[dict]:
+        return [
+            {**({"id": pks[t]} if pks else {}), "trace_id": t, "project_id": self.project.pk,
+             "source": self.source, "created_at": self.now,
+             **_summary_from_batch(items, self.now)}
+            for t, items in sorted(self.new.items())
+        ]
+
+
 def spans_ingest(
     *, project: Project, records: list[SpanRecord], source: str = TraceSource.OTLP
 ) -> IngestResult:
@@ -146,104 +168,133 @@ def spans_ingest(
     result = IngestResult()
     if not records:
         return result
+    total = len(records)
+    records = _last_copies(records)
     redactor = get_redactor(project.redaction_policy or None)
-    shared: dict[int, dict] = {}
-    # PostgreSQL: the spans are COPYed into a staging table as they are prepared, so the
-    # server parses them while this process works on the next ones.
-    streamed = connection.vendor == "postgresql"
-    if not streamed:
-        prepared = [_prepare(r, redactor, shared) for r in records]
-    now = timezone.now()
-    with transaction.atomic():
-        if streamed:
-            prepared = _prepare_streamed(records, redactor, shared, now)
-        by_trace: dict[str, dict[str, _Prepared]] = {}
-        for item in prepared:  # the last copy of a span sent twice in one batch wins
-            by_trace.setdefault(item.record.trace_id, {})[item.record.span_id] = item
-        trace_ids = sorted(by_trace)
-        # Traces this batch creates get their summary from the batch itself: no other span of
-        # them can exist, and a concurrent writer of the same trace waits on the unique index,
-        # then finds it existing. Existing traces are locked and re-aggregated below.
-        owners = traces_insert_new([
-            {"trace_id": t, "project_id": project.pk, "source": source, "created_at": now,
-             **_summary_from_batch(list(by_trace[t].values()), now)}
-            for t in trace_ids
-        ])
-        existing = (Trace.objects.select_for_update().filter(trace_id__in=[
-            t for t in trace_ids if t not in owners]).order_by("pk")
-            .values_list("trace_id", "pk", "project_id"))
-        foreign: set[str] = set()
-        refresh: list[int] = []
-        for trace_id, pk, project_id in existing:
-            owners[trace_id] = pk
-            if project_id == project.pk:
-                refresh.append(pk)
-            else:
-                foreign.add(trace_id)
-        rows: dict[tuple[int, str], _Prepared] = {}
-        for item in prepared:
-            if item.record.trace_id in foreign:
-                result.rejected += 1
-                _note(result, "trace belongs to another project")
-                continue
-            trace_pk = owners[item.record.trace_id]
-            # The last copy of a span sent twice in one batch wins.
-            rows[(trace_pk, item.record.span_id)] = item
-        if streamed:
-            ids = spans_upsert_streamed(
-                trace_pks=sorted({trace_pk for trace_pk, _ in rows}),
-                dedupe=len(rows) < len(prepared) - result.rejected,
-            ) if rows else {}
-        else:
-            ids = spans_upsert([_span_values(item, trace_pk, now)
-                                for (trace_pk, _), item in rows.items()])
-        _save_span_payload_refs([(ids[key], key[0], item) for key, item in rows.items()],
-                                replaced=set(refresh))
-        trace_summaries_refresh(trace_pks=refresh, now=now)
-        for run_id, trace_id in sorted({(i.run_id, i.record.trace_id) for i in rows.values()
-                                        if i.run_id}):
-            run_link_trace(run_id=run_id, trace_id=trace_id, project_id=project.pk)
-    result.accepted = len(records) - result.rejected
-    result.trace_ids = [t for t in trace_ids if t not in foreign]
+    batch = _Batch(project=project, now=timezone.now(), source=source, result=result)
+    if connection.vendor == "postgresql":
+        _ingest_postgresql(batch, records, redactor)
+    else:
+        _ingest_sqlite(batch, records, redactor)
+    result.accepted = total - result.rejected
+    result.trace_ids = sorted({*batch.new, *(i.record.trace_id for _, i in batch.existing)})
     return result
 
 
-def _prepare_streamed(records: list[SpanRecord], redactor, shared: dict[int, dict],
-                      now: datetime) -> list[_Prepared]:
-    """PostgreSQL: prepare each span and COPY it into the staging table at once; then write
-    the blobs its values were moved to (the connection is free again)."""
-    pending: list[PendingBlob] = []
-    prepared: list[_Prepared] = []
+def _ingest_postgresql(batch: _Batch, records: list[SpanRecord], redactor) -> None:
+    """Lock the traces that exist, reserve pks for the others, then prepare every span and COPY
+    it at once when its trace is new, so the server parses rows while this process redacts the
+    next ones; the new traces are inserted last, with summaries computed from the batch."""
+    project_pk, now = batch.project.pk, batch.now
+    shared: dict[int, dict] = {}
     texts: dict[int, str] = {}
-    with span_stream() as stream:
-        write_row = stream.write_row
-        for seq, record in enumerate(records):
-            item = _prepare(record, redactor, shared, pending)
-            prepared.append(item)
-            write_row(_stream_row(seq, item, now, texts))
-    for blob in pending:
-        payload_store(data=blob.data, content_type=blob.content_type, redaction_mode=blob.mode)
-    return prepared
+    pending: list[PendingBlob] = []
+    with transaction.atomic():
+        trace_ids = sorted({r.trace_id for r in records})
+        owners = traces_lock(trace_ids)
+        fresh = [t for t in trace_ids if t not in owners]
+        reserved = dict(zip(fresh, trace_pks_reserve(len(fresh)), strict=True))
+        with spans_copy() as copy:
+            write_row = copy.write_row
+            for record in records:
+                owner = owners.get(record.trace_id)
+                if owner is not None and owner[1] != project_pk:
+                    batch.reject_foreign()
+                    continue
+                item = _prepare(record, redactor, shared, pending)
+                if owner is None:
+                    batch.new.setdefault(record.trace_id, []).append(item)
+                    write_row(span_row(item, reserved[record.trace_id], now, texts))
+                else:
+                    batch.existing.append((owner[0], item))
+        for blob in pending:  # the connection is free again
+            payload_store(data=blob.data, content_type=blob.content_type,
+                          redaction_mode=blob.mode)
+        created = traces_insert_new(batch.new_trace_rows(reserved))
+        if len(created) < len(batch.new):
+            _adopt_lost(batch, reserved, created)
+        refresh = sorted({pk for pk, _ in batch.existing})
+        ids = spans_upsert([span_row(item, pk, now, texts) for pk, item in batch.existing])
+        blob_traces = [reserved[t] for t, items in batch.new.items()
+                       if any(i.blobs for i in items)]
+        ids.update(span_pks(blob_traces))
+        _finish(batch, ids, refresh, {t: reserved[t] for t in batch.new})
 
 
-def _save_span_payload_refs(spans: list[tuple[int, int, _Prepared]], *,
-                            replaced: set[int]) -> None:
-    """Point PayloadRef rows at the (re-)sent spans; a re-send replaces the old refs.
+def _adopt_lost(batch: _Batch, reserved: dict[str, int], created: dict[str, int]) -> None:
+    """Another writer created some of "our" new traces between the lock and the insert (its
+    insert won): drop the spans COPYed under the reserved pks and upsert them into the trace
+    that exists (or reject them when it belongs to another project)."""
+    lost = [t for t in batch.new if t not in created]
+    spans_delete([reserved[t] for t in lost])
+    for trace_id, (pk, project_id) in traces_lock(lost).items():
+        items = batch.new.pop(trace_id)
+        if project_id != batch.project.pk:
+            for _ in items:
+                batch.reject_foreign()
+        else:
+            batch.existing.extend((pk, item) for item in items)
 
-    Only spans of traces that existed before this batch (``replaced``: trace pks) can have
-    refs already: a trace created by this batch has nothing but new span rows."""
-    old = [pk for pk, trace_pk, _ in spans if trace_pk in replaced] if replaced else []
-    if old:
+
+def _ingest_sqlite(batch: _Batch, records: list[SpanRecord], redactor) -> None:
+    """Regex work never holds the database's one write lock: spans are prepared first."""
+    shared: dict[int, dict] = {}
+    prepared = [_prepare(r, redactor, shared) for r in records]
+    now = batch.now
+    with transaction.atomic():
+        trace_ids = sorted({i.record.trace_id for i in prepared})
+        owners = traces_lock(trace_ids)
+        for item in prepared:
+            owner = owners.get(item.record.trace_id)
+            if owner is None:
+                batch.new.setdefault(item.record.trace_id, []).append(item)
+            elif owner[1] != batch.project.pk:
+                batch.reject_foreign()
+            else:
+                batch.existing.append((owner[0], item))
+        # One writer at a time: nothing else can create these traces meanwhile.
+        created = traces_insert_new(batch.new_trace_rows())
+        texts: dict[int, str] = {}
+        rows = [span_row(item, created[t], now, texts)
+                for t, items in batch.new.items() for item in items]
+        rows += [span_row(item, pk, now, texts) for pk, item in batch.existing]
+        ids = spans_upsert(rows)
+        _finish(batch, ids, sorted({pk for pk, _ in batch.existing}), created)
+
+
+def _finish(batch: _Batch, ids: dict[tuple[int, str], int], refresh: list[int],
+            created: dict[str, int]) -> None:
+    """Inside the ingest transaction, once every span row is written: payload refs, the
+    summaries of the traces that existed, and the links from runs to their traces."""
+    spans = [(created[t], item) for t, items in batch.new.items() for item in items]
+    spans += batch.existing
+    _save_span_payload_refs(
+        [(ids[(pk, item.record.span_id)], item) for pk, item in spans if item.blobs],
+        replaced=[ids[(pk, item.record.span_id)] for pk, item in batch.existing],
+    )
+    trace_summaries_refresh(trace_pks=refresh, now=batch.now)
+    for run_id, trace_id in sorted({(i.run_id, i.record.trace_id) for _, i in spans
+                                    if i.run_id}):
+        run_link_trace(run_id=run_id, trace_id=trace_id, project_id=batch.project.pk)
+
+
+def _save_span_payload_refs(spans: list[tuple[int, _Prepared]], *,
+                            replaced: list[int]) -> None:
+    """Point PayloadRef rows at the spans (span pk, prepared span) whose values moved to blobs.
+
+    ``replaced``: pks of re-sent spans, whose old refs go first (a span of a trace created by
+    this batch is a new row and has none)."""
+    if replaced:
         # One plain DELETE: the ORM's delete() would first SELECT every row to collect
         # cascades, and PayloadRef has none.
-        marks = ", ".join(["%s"] * len(old))
+        marks = ", ".join(["%s"] * len(replaced))
         with connection.cursor() as cursor:
             cursor.execute(
-                f"DELETE FROM {PayloadRef._meta.db_table} WHERE span_id IN ({marks})", old
+                f"DELETE FROM {PayloadRef._meta.db_table} WHERE span_id IN ({marks})", replaced
             )
     refs = [
         PayloadRef(blob_id=b.sha256, span_id=pk, role=b.role, json_path=b.json_path[:512])
-        for pk, _, item in spans for b in item.blobs
+        for pk, item in spans for b in item.blobs
     ]
     if refs:
         PayloadRef.objects.bulk_create(refs)

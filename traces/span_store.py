@@ -1,9 +1,11 @@
-"""Batched span upserts and trace-summary updates, the fastest correct way per database.
+"""Batched span writes and trace-summary updates, the fastest correct way per database.
 
 ``bulk_create(update_conflicts=True)`` and ``bulk_update`` spent most of an ingest batch
-building model instances and giant CASE expressions. PostgreSQL gets the rows through COPY
-into a session-local staging table and one ``INSERT … ON CONFLICT DO UPDATE``; SQLite gets one
-``executemany`` upsert. Both must run inside the ingest transaction.
+building model instances and giant CASE expressions. On PostgreSQL, spans of traces the batch
+creates are COPYed straight into ``traces_span`` (nothing can conflict with them); spans of
+existing traces go through COPY into a session-local staging table and one ``INSERT … ON
+CONFLICT DO UPDATE``. SQLite gets one ``executemany`` upsert. All must run inside the ingest
+transaction.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 
 from runs.envelope import dumps
 
@@ -23,32 +25,31 @@ SPAN_COLUMNS = (
     "input_tokens", "output_tokens", "cost_usd", "tool_name", "is_retry", "is_timeout", "run_id",
     "received_at",
 )
-_JSON = {"attributes", "events", "links", "resource", "scope"}
 _UPDATE = ", ".join(f"{c} = EXCLUDED.{c}" for c in SPAN_COLUMNS[2:])
 _STAGE = "tf_span_stage"
+_COLUMNS = ", ".join(SPAN_COLUMNS)
+_RECEIVED_AT = SPAN_COLUMNS.index("received_at")
+_COST = SPAN_COLUMNS.index("cost_usd")
+
+# A span row is a tuple ordered as SPAN_COLUMNS, its JSON columns already serialised (see
+# traces.services.span_row): built once, it goes into a COPY or an executemany as it is.
 
 
-def _row(values: dict, texts: dict[int, str]) -> tuple:
-    """One span as column values; JSON objects shared between spans (a resource, a scope)
-    are serialised once per batch."""
-    out = []
-    for column in SPAN_COLUMNS:
-        value = values[column]
-        if column in _JSON:
-            key = id(value)
-            text = texts.get(key)
-            if text is None:
-                text = dumps(value)
-                if column in ("resource", "scope"):
-                    texts[key] = text
-            value = text
-        out.append(value)
-    return tuple(out)
+@contextmanager
+def spans_copy() -> Iterator:
+    """PostgreSQL only, inside the ingest transaction: a psycopg ``Copy`` straight into
+    ``traces_span``; ``write_row`` it span rows. Only for spans that cannot exist yet (their
+    trace is being created by this transaction): no upsert, no staging table. While the copy is
+    open the connection runs nothing else."""
+    with connection.cursor() as cursor, cursor.cursor.copy(
+        f"COPY traces_span ({_COLUMNS}) FROM STDIN"
+    ) as copy:
+        yield copy
 
 
-def spans_upsert(rows: list[dict]) -> dict[tuple[int, str], int]:
-    """Insert or update ``rows`` (dicts keyed by SPAN_COLUMNS, unique by (trace_id, span_id));
-    return the span primary keys by (trace pk, span id)."""
+def spans_upsert(rows: list[tuple]) -> dict[tuple[int, str], int]:
+    """Insert or update span ``rows`` (unique by (trace_id, span_id)); return the span primary
+    keys by (trace pk, span id)."""
     if not rows:
         return {}
     if connection.vendor == "postgresql":
@@ -56,114 +57,100 @@ def spans_upsert(rows: list[dict]) -> dict[tuple[int, str], int]:
     return _upsert_sqlite(rows)
 
 
-def _upsert_postgresql(rows: list[dict]) -> dict[tuple[int, str], int]:
-    columns = ", ".join(SPAN_COLUMNS)
+def _upsert_postgresql(rows: list[tuple]) -> dict[tuple[int, str], int]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "
-            f"SELECT {columns} FROM traces_span WITH NO DATA"
+            f"SELECT {_COLUMNS} FROM traces_span WITH NO DATA"
         )
-        texts: dict[int, str] = {}
-        with cursor.cursor.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
-            for values in rows:
-                copy.write_row(_row(values, texts))
+        with cursor.cursor.copy(f"COPY {_STAGE} ({_COLUMNS}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
         cursor.execute(
-            f"INSERT INTO traces_span ({columns}) SELECT {columns} FROM {_STAGE} "
+            f"INSERT INTO traces_span ({_COLUMNS}) SELECT {_COLUMNS} FROM {_STAGE} "
             f"ON CONFLICT (trace_id, span_id) DO UPDATE SET {_UPDATE} "
             f"RETURNING trace_id, span_id, id"
         )
         ids = {(trace_pk, span_id): pk for trace_pk, span_id, pk in cursor.fetchall()}
+        # The table empties itself at commit; this is for a caller's enclosing transaction.
         cursor.execute(f"TRUNCATE {_STAGE}")
     return ids
 
 
-# --- PostgreSQL: streaming spans into the staging table while they are prepared ------------------
-
-# The spans of a batch are COPYed into this table as the service prepares them, before their
-# traces have primary keys (the traces' summaries need every span of the batch): the server
-# parses the rows' JSON on its own core while this process redacts the next spans. ``seq`` is
-# the span's position in the batch (the last copy of a span sent twice wins), ``trace_key`` its
-# OTLP trace id; the upsert joins them to ``traces_trace``.
-_STREAM = "tf_span_stream"
-STREAM_COLUMNS = ("seq", "trace_key", *SPAN_COLUMNS[1:])
-_STREAM_VALUES = ", ".join(SPAN_COLUMNS[1:])
-
-
-@contextmanager
-def span_stream() -> Iterator:
-    """PostgreSQL only, inside the ingest transaction: a psycopg ``Copy`` into the staging
-    table; ``write_row`` it tuples ordered as STREAM_COLUMNS (JSON columns as text). While it
-    is open the connection runs nothing else."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_STREAM} ON COMMIT DELETE ROWS AS "
-            f"SELECT 0::integer AS seq, ''::text AS trace_key, {_STREAM_VALUES} "
-            f"FROM traces_span WITH NO DATA"
-        )
-        with cursor.cursor.copy(
-            f"COPY {_STREAM} ({', '.join(STREAM_COLUMNS)}) FROM STDIN"
-        ) as copy:
-            yield copy
-
-
-def spans_upsert_streamed(*, trace_pks: list[int], dedupe: bool) -> dict[tuple[int, str], int]:
-    """Upsert the spans ``span_stream`` staged whose traces are ``trace_pks`` (the others, of
-    another project's traces, are dropped); return the span pks by (trace pk, span id).
-    ``dedupe``: some span was staged twice, and its last copy (highest ``seq``) wins."""
-    columns = ", ".join(SPAN_COLUMNS)
-    if dedupe:
-        source = (
-            f"SELECT DISTINCT ON (s.trace_key, s.span_id) t.id, {_qualified('s')} "
-            f"FROM {_STREAM} s JOIN traces_trace t ON t.trace_id = s.trace_key "
-            f"WHERE t.id = ANY(%s) ORDER BY s.trace_key, s.span_id, s.seq DESC"
-        )
-    else:
-        source = (
-            f"SELECT t.id, {_qualified('s')} "
-            f"FROM {_STREAM} s JOIN traces_trace t ON t.trace_id = s.trace_key "
-            f"WHERE t.id = ANY(%s) ORDER BY s.seq"
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO traces_span ({columns}) {source} "
-            f"ON CONFLICT (trace_id, span_id) DO UPDATE SET {_UPDATE} "
-            f"RETURNING trace_id, span_id, id",
-            [trace_pks],
-        )
-        ids = {(trace_pk, span_id): pk for trace_pk, span_id, pk in cursor.fetchall()}
-        # The table empties itself at commit; this is for a caller's enclosing transaction.
-        cursor.execute(f"TRUNCATE {_STREAM}")
-    return ids
-
-
-def _qualified(alias: str) -> str:
-    return ", ".join(f"{alias}.{c}" for c in SPAN_COLUMNS[1:])
-
-
-def _upsert_sqlite(rows: list[dict]) -> dict[tuple[int, str], int]:
+def _upsert_sqlite(rows: list[tuple]) -> dict[tuple[int, str], int]:
     adapt_dt = connection.ops.adapt_datetimefield_value
     params = []
-    texts: dict[int, str] = {}
-    for values in rows:
-        row = list(_row(values, texts))
-        row[SPAN_COLUMNS.index("received_at")] = adapt_dt(values["received_at"])
-        cost = values["cost_usd"]
-        row[SPAN_COLUMNS.index("cost_usd")] = None if cost is None else str(cost)
-        params.append(row)
+    for row in rows:
+        values = list(row)
+        values[_RECEIVED_AT] = adapt_dt(values[_RECEIVED_AT])
+        cost = values[_COST]
+        values[_COST] = None if cost is None else str(cost)
+        params.append(values)
     placeholders = ", ".join(["%s"] * len(SPAN_COLUMNS))
-    trace_pks = sorted({values["trace_id"] for values in rows})
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"INSERT INTO traces_span ({', '.join(SPAN_COLUMNS)}) VALUES ({placeholders}) "
+            f"INSERT INTO traces_span ({_COLUMNS}) VALUES ({placeholders}) "
             f"ON CONFLICT (trace_id, span_id) DO UPDATE SET {_UPDATE}",
             params,
         )
-        marks = ", ".join(["%s"] * len(trace_pks))
+    return span_pks(sorted({row[0] for row in rows}))
+
+
+def span_pks(trace_pks: list[int]) -> dict[tuple[int, str], int]:
+    """The primary keys of every span of these traces, by (trace pk, span id)."""
+    if not trace_pks:
+        return {}
+    marks = ", ".join(["%s"] * len(trace_pks))
+    with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT trace_id, span_id, id FROM traces_span WHERE trace_id IN ({marks})",
             trace_pks,
         )
         return {(trace_pk, span_id): pk for trace_pk, span_id, pk in cursor.fetchall()}
+
+
+def spans_delete(trace_pks: list[int]) -> None:
+    """Delete every span of these traces (one statement; spans have no cascades)."""
+    if trace_pks:
+        marks = ", ".join(["%s"] * len(trace_pks))
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM traces_span WHERE trace_id IN ({marks})", trace_pks)
+
+
+def traces_lock(trace_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """Lock the traces of ``trace_ids`` that exist (PostgreSQL: FOR UPDATE, in pk order; SQLite
+    has one writer at a time): trace_id → (pk, project pk). Locked, their summaries can be
+    re-aggregated without losing a concurrent writer's spans."""
+    if not trace_ids:
+        return {}
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT trace_id, id, project_id FROM traces_trace WHERE trace_id = ANY(%s) "
+                "ORDER BY id FOR UPDATE",
+                [trace_ids],
+            )
+        else:
+            marks = ", ".join(["%s"] * len(trace_ids))
+            cursor.execute(
+                f"SELECT trace_id, id, project_id FROM traces_trace WHERE trace_id IN ({marks})",
+                trace_ids,
+            )
+        return {trace_id: (pk, project_id) for trace_id, pk, project_id in cursor.fetchall()}
+
+
+def trace_pks_reserve(count: int) -> list[int]:
+    """PostgreSQL: ``count`` fresh primary keys for traces_trace from its sequence, so spans can
+    be COPYed before their trace row is written (the foreign key is checked at commit)."""
+    if count <= 0:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence('traces_trace', 'id')) "
+            "FROM generate_series(1, %s)",
+            [count],
+        )
+        return [pk for (pk,) in cursor.fetchall()]
 
 
 SUMMARY_COLUMNS = (
@@ -203,12 +190,24 @@ def traces_update(summaries: dict[int, dict]) -> None:
 
 
 def traces_insert_new(rows: list[dict]) -> dict[str, int]:
-    """Insert the traces that do not exist yet, complete with their summaries; return
-    trace_id → pk for the rows actually inserted (a trace another writer created first is
-    left alone and absent from the result)."""
+    """Insert the traces that do not exist yet, complete with their summaries (and with their
+    ``id`` when every row has one); return trace_id → pk for the rows actually inserted (a
+    trace another writer created first is left alone and absent from the result)."""
     if not rows:
         return {}
     columns = ("trace_id", "project_id", "source", "created_at", *SUMMARY_COLUMNS)
+    if "id" in rows[0]:  # primary keys reserved by trace_pks_reserve
+        columns = ("id", *columns)
+        if connection.vendor == "postgresql":
+            try:
+                # COPY costs half an INSERT of the same rows (no SQL text, no parameters to
+                # quote), but it has no ON CONFLICT: a trace another writer created since the
+                # caller looked fails it, and the INSERT below sorts that out.
+                with transaction.atomic():
+                    _copy_traces(rows, columns)
+                return {values["trace_id"]: values["id"] for values in rows}
+            except IntegrityError:
+                pass
     params = [value for values in rows for value in _trace_params(values, columns)]
     row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
     with connection.cursor() as cursor:
@@ -220,3 +219,11 @@ def traces_insert_new(rows: list[dict]) -> dict[str, int]:
         )
         return dict(cursor.fetchall())
 
+
+def _copy_traces(rows: list[dict], columns: tuple[str, ...]) -> None:
+    # psycopg's own errors, as Django's (IntegrityError): the raw copy bypasses its wrapper.
+    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(
+        f"COPY traces_trace ({', '.join(columns)}) FROM STDIN"
+    ) as copy:
+        for values in rows:
+            copy.write_row(_trace_params(values, columns))

@@ -1,0 +1,124 @@
+"""Two writers of one trace at once (PostgreSQL, real connections): the ingest that finds the
+trace missing, COPYs its spans under a reserved trace pk and then loses the race to create the
+trace must move its spans into the trace the other writer created, or reject them when that
+trace belongs to another project. No span may be lost, duplicated or left pointing nowhere."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connection, connections, transaction
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from runs.models import Project
+from tests.conftest import client_for
+from tests.traces.otlp_builders import json_span, pb_request
+from traces.models import Span, Trace
+from traces.otlp_decode import decode_request
+from traces.services import spans_ingest
+
+pytestmark = [pytest.mark.postgres,
+              pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+TRACE = "c" * 31 + "7"
+S1, S2, S3 = "1" * 16, "2" * 16, "3" * 16
+PROTOBUF = "application/x-protobuf"
+
+
+def _waiting_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                       "current_database() AND wait_event_type = 'Lock'")
+        return cursor.fetchone()[0] > 0
+
+
+def _race(first_project: Project, second_key: str) -> dict:
+    """The first writer creates TRACE (spans S1, S2) and keeps its transaction open; the second
+    posts S2 (renamed) and S3 over HTTP and blocks creating the same trace; then the first
+    commits. Returns what each saw."""
+    if connection.vendor != "postgresql":
+        pytest.skip("two writers racing on one trace: PostgreSQL")
+    created, may_commit = threading.Event(), threading.Event()
+    outcome: dict = {}
+
+    def first() -> None:
+        try:
+            body = pb_request([json_span(TRACE, S1, "root"),
+                               json_span(TRACE, S2, "child", parent=S1)])
+            with transaction.atomic():
+                spans_ingest(project=first_project,
+                             records=decode_request(body, PROTOBUF).spans)
+                created.set()
+                may_commit.wait(30)
+        except Exception as exc:  # reported below, not lost in the thread
+            outcome["first_error"] = exc
+        finally:
+            created.set()
+            connections.close_all()
+
+    def second() -> None:
+        try:
+            body = pb_request([json_span(TRACE, S2, "child renamed", parent=S1),
+                               json_span(TRACE, S3, "grandchild", parent=S2)])
+            response = client_for(raw_key=second_key).generic(
+                "POST", "/otlp/v1/traces", body, content_type=PROTOBUF)
+            outcome["status"] = response.status_code
+            outcome["answer"] = ExportTraceServiceResponse.FromString(response.content)
+        except Exception as exc:
+            outcome["second_error"] = exc
+        finally:
+            connections.close_all()
+
+    writing = threading.Thread(target=first)
+    writing.start()
+    assert created.wait(30)
+    racing = threading.Thread(target=second)
+    racing.start()
+    deadline = time.monotonic() + 30
+    while racing.is_alive() and time.monotonic() < deadline and not _waiting_on_a_lock():
+        time.sleep(0.01)
+    outcome["blocked"] = racing.is_alive()
+    may_commit.set()
+    writing.join(30)
+    racing.join(30)
+    assert "first_error" not in outcome and "second_error" not in outcome, outcome
+    return outcome
+
+
+def _no_orphans() -> None:
+    assert not Span.objects.exclude(trace_id__in=Trace.objects.values("pk")).exists()
+    connection.check_constraints()
+
+
+def test_spans_of_the_loser_join_the_trace_the_winner_created(project, make_key):
+    _, raw = make_key("ingest")
+    outcome = _race(project, raw)
+    assert outcome["blocked"], "the second writer never waited for the first"
+    assert outcome["status"] == 200
+    assert outcome["answer"].partial_success.rejected_spans == 0
+
+    trace = Trace.objects.get(trace_id=TRACE)
+    names = dict(Span.objects.filter(trace=trace).values_list("span_id", "name"))
+    assert names == {S1: "root", S2: "child renamed", S3: "grandchild"}
+    assert trace.span_count == 3 and trace.root_span_name == "root"
+    _no_orphans()
+
+
+def test_spans_of_the_loser_are_rejected_when_the_trace_is_another_projects(
+    project, other_project, make_key
+):
+    _, raw = make_key("ingest")  # the default project's key
+    outcome = _race(other_project, raw)
+    assert outcome["blocked"]
+    assert outcome["status"] == 200
+    assert outcome["answer"].partial_success.rejected_spans == 2
+    assert "another project" in outcome["answer"].partial_success.error_message
+
+    trace = Trace.objects.get(trace_id=TRACE)
+    assert trace.project == other_project
+    names = dict(Span.objects.filter(trace=trace).values_list("span_id", "name"))
+    assert names == {S1: "root", S2: "child"}
+    assert trace.span_count == 2
+    _no_orphans()
