@@ -33,7 +33,6 @@ from traces.span_payloads import PendingBlob, SpanBlob, externalize
 from traces.span_store import (
     span_pks,
     spans_copy,
-    spans_delete,
     spans_upsert,
     trace_pks_reserve,
     traces_insert_new,
@@ -210,30 +209,13 @@ def _ingest_postgresql(batch: _Batch, records: list[SpanRecord], redactor) -> No
         for blob in pending:  # the connection is free again
             payload_store(data=blob.data, content_type=blob.content_type,
                           redaction_mode=blob.mode)
-        created = traces_insert_new(batch.new_trace_rows(reserved))
-        if len(created) < len(batch.new):
-            _adopt_lost(batch, reserved, created)
+        traces_insert_new(batch.new_trace_rows(reserved))  # locked: no conflict possible
         refresh = sorted({pk for pk, _ in batch.existing})
         ids = spans_upsert([span_row(item, pk, now, texts) for pk, item in batch.existing])
         blob_traces = [reserved[t] for t, items in batch.new.items()
                        if any(i.blobs for i in items)]
         ids.update(span_pks(blob_traces))
         _finish(batch, ids, refresh, {t: reserved[t] for t in batch.new})
-
-
-def _adopt_lost(batch: _Batch, reserved: dict[str, int], created: dict[str, int]) -> None:
-    """Another writer created some of "our" new traces between the lock and the insert (its
-    insert won): drop the spans COPYed under the reserved pks and upsert them into the trace
-    that exists (or reject them when it belongs to another project)."""
-    lost = [t for t in batch.new if t not in created]
-    spans_delete([reserved[t] for t in lost])
-    for trace_id, (pk, project_id) in traces_lock(lost).items():
-        items = batch.new.pop(trace_id)
-        if project_id != batch.project.pk:
-            for _ in items:
-                batch.reject_foreign()
-        else:
-            batch.existing.extend((pk, item) for item in items)
 
 
 def _ingest_sqlite(batch: _Batch, records: list[SpanRecord], redactor) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection
 
 from runs.envelope import dumps
 
@@ -109,27 +109,28 @@ def span_pks(trace_pks: list[int]) -> dict[tuple[int, str], int]:
         return {(trace_pk, span_id): pk for trace_pk, span_id, pk in cursor.fetchall()}
 
 
-def spans_delete(trace_pks: list[int]) -> None:
-    """Delete every span of these traces (one statement; spans have no cascades)."""
-    if trace_pks:
-        marks = ", ".join(["%s"] * len(trace_pks))
-        with connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM traces_span WHERE trace_id IN ({marks})", trace_pks)
-
-
 def traces_lock(trace_ids: list[str]) -> dict[str, tuple[int, int]]:
-    """Lock the traces of ``trace_ids`` that exist (PostgreSQL: FOR UPDATE, in pk order; SQLite
-    has one writer at a time): trace_id → (pk, project pk). Locked, their summaries can be
-    re-aggregated without losing a concurrent writer's spans."""
+    """Lock ``trace_ids`` (sorted) for this transaction, existing or not: trace_id → (pk,
+    project pk) of those that exist. Locked, their summaries can be re-aggregated without
+    losing a concurrent writer's spans, and the missing ones can be created without a
+    conflict: nobody else can create them before this transaction ends.
+
+    PostgreSQL: a transaction advisory lock per trace id (a trace that does not exist has no
+    row to lock), taken in sorted order so two writers cannot deadlock; then, in a second
+    statement (whose snapshot sees whatever the writers waited for committed), FOR UPDATE on
+    the rows that exist. Both go in one round trip. SQLite has one writer at a time."""
     if not trace_ids:
         return {}
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
+                "SELECT count(pg_advisory_xact_lock(hashtextextended(t, 0))) "
+                "FROM unnest(%s::text[]) AS t; "
                 "SELECT trace_id, id, project_id FROM traces_trace WHERE trace_id = ANY(%s) "
                 "ORDER BY id FOR UPDATE",
-                [trace_ids],
+                [trace_ids, trace_ids],
             )
+            cursor.cursor.nextset()  # Django's client-side binding cursor runs both at once
         else:
             marks = ", ".join(["%s"] * len(trace_ids))
             cursor.execute(
@@ -190,24 +191,19 @@ def traces_update(summaries: dict[int, dict]) -> None:
 
 
 def traces_insert_new(rows: list[dict]) -> dict[str, int]:
-    """Insert the traces that do not exist yet, complete with their summaries (and with their
-    ``id`` when every row has one); return trace_id → pk for the rows actually inserted (a
-    trace another writer created first is left alone and absent from the result)."""
+    """Insert traces that do not exist yet, complete with their summaries; return trace_id → pk
+    for the rows actually inserted (a trace another writer created first is left alone and
+    absent from the result).
+
+    With an ``id`` in every row (pks from trace_pks_reserve, PostgreSQL) the caller holds
+    ``traces_lock`` on them: nothing can conflict, and the rows go in by COPY, which costs
+    half an INSERT of the same rows (no SQL text, no parameters to quote)."""
     if not rows:
         return {}
     columns = ("trace_id", "project_id", "source", "created_at", *SUMMARY_COLUMNS)
-    if "id" in rows[0]:  # primary keys reserved by trace_pks_reserve
-        columns = ("id", *columns)
-        if connection.vendor == "postgresql":
-            try:
-                # COPY costs half an INSERT of the same rows (no SQL text, no parameters to
-                # quote), but it has no ON CONFLICT: a trace another writer created since the
-                # caller looked fails it, and the INSERT below sorts that out.
-                with transaction.atomic():
-                    _copy_traces(rows, columns)
-                return {values["trace_id"]: values["id"] for values in rows}
-            except IntegrityError:
-                pass
+    if "id" in rows[0]:
+        _copy_traces(rows, ("id", *columns))
+        return {values["trace_id"]: values["id"] for values in rows}
     params = [value for values in rows for value in _trace_params(values, columns)]
     row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
     with connection.cursor() as cursor:
@@ -221,7 +217,7 @@ def traces_insert_new(rows: list[dict]) -> dict[str, int]:
 
 
 def _copy_traces(rows: list[dict], columns: tuple[str, ...]) -> None:
-    # psycopg's own errors, as Django's (IntegrityError): the raw copy bypasses its wrapper.
+    # psycopg's own errors as Django's: the raw copy bypasses Django's cursor wrapper.
     with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(
         f"COPY traces_trace ({', '.join(columns)}) FROM STDIN"
     ) as copy:

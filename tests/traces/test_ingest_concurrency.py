@@ -1,7 +1,8 @@
-"""Two writers of one trace at once (PostgreSQL, real connections): the ingest that finds the
-trace missing, COPYs its spans under a reserved trace pk and then loses the race to create the
-trace must move its spans into the trace the other writer created, or reject them when that
-trace belongs to another project. No span may be lost, duplicated or left pointing nowhere."""
+"""Two writers of one new trace at once (PostgreSQL, real connections). The ingest path COPYs
+the spans of a trace it did not find under a reserved trace pk and creates the trace row last,
+without ON CONFLICT: the trace lock must make the second writer wait for the first, then add
+its spans to the trace the first created — or reject them when that trace belongs to another
+project. No span may be lost, duplicated or left pointing nowhere, and nothing may fail."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def _waiting_on_a_lock() -> bool:
 
 def _race(first_project: Project, second_key: str) -> dict:
     """The first writer creates TRACE (spans S1, S2) and keeps its transaction open; the second
-    posts S2 (renamed) and S3 over HTTP and blocks creating the same trace; then the first
-    commits. Returns what each saw."""
+    posts S2 (renamed) and S3 over HTTP and must wait; then the first commits. Returns what
+    each saw."""
     if connection.vendor != "postgresql":
         pytest.skip("two writers racing on one trace: PostgreSQL")
     created, may_commit = threading.Event(), threading.Event()
@@ -92,7 +93,7 @@ def _no_orphans() -> None:
     connection.check_constraints()
 
 
-def test_spans_of_the_loser_join_the_trace_the_winner_created(project, make_key):
+def test_the_second_writer_waits_then_joins_the_trace_the_first_created(project, make_key):
     _, raw = make_key("ingest")
     outcome = _race(project, raw)
     assert outcome["blocked"], "the second writer never waited for the first"
@@ -106,7 +107,7 @@ def test_spans_of_the_loser_join_the_trace_the_winner_created(project, make_key)
     _no_orphans()
 
 
-def test_spans_of_the_loser_are_rejected_when_the_trace_is_another_projects(
+def test_the_second_writers_spans_are_rejected_when_the_trace_is_another_projects(
     project, other_project, make_key
 ):
     _, raw = make_key("ingest")  # the default project's key
