@@ -589,9 +589,10 @@ class Redactor:
         for det in self._extras:
             s, n = self._extra_pass(det, s)
             count += n
-        if self._find_anchor(s) is None and (not self._strict or not _STRICT_ANCHORS.search(s)):
+        first = self._find_anchor(s)
+        if first is None and (not self._strict or not _STRICT_ANCHORS.search(s)):
             return s, count
-        s, n = self._redact_at(s, self._candidates(s))
+        s, n = self._redact_at(s, self._candidates(s, first))
         return s, count + n
 
     @staticmethod
@@ -608,11 +609,11 @@ class Redactor:
 
         return det.regex.sub(replace, s), hits
 
-    def _candidates(self, s: str) -> list[tuple[int, int]]:
-        """(start offset, detector index) pairs worth trying: detectors run only at anchors."""
+    def _candidates(self, s: str, m: re.Match[str] | None) -> list[tuple[int, int]]:
+        """(start offset, detector index) pairs worth trying: detectors run only at anchors.
+        ``m``: the first anchor in ``s`` (already found by the caller), or None."""
         found: list[tuple[int, int]] = []
         find = self._find_anchor
-        m = find(s)
         while m is not None:
             p = m.start()
             for literal, offset, ci, entries in self._by_anchor[m.group().lower()]:
