@@ -23,6 +23,9 @@ STATUS_CODES = ("unset", "ok", "error")
 _TRACE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _SPAN_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 MAX_NAME = 512
+_BAD_TRACE_ID = "invalid trace id (need 16 non-zero bytes)"
+_BAD_SPAN_ID = "invalid span id (need 8 non-zero bytes)"
+_ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
 MAX_MESSAGES = 5
 
 
@@ -117,10 +120,18 @@ def decode_protobuf(body: bytes) -> Decoded:
             if ss.scope.attributes:
                 scope["attributes"] = _pb_attrs(ss.scope.attributes)
             for s in ss.spans:
+                trace_id, span_id, parent = s.trace_id, s.span_id, s.parent_span_id
+                if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
+                    out.reject(_BAD_TRACE_ID)
+                    continue
+                if len(span_id) != 8 or span_id == _ZERO_SPAN:
+                    out.reject(_BAD_SPAN_ID)
+                    continue
                 _add(out, resource, scope, {
-                    "trace_id": s.trace_id.hex(),
-                    "span_id": s.span_id.hex(),
-                    "parent_span_id": s.parent_span_id.hex(),
+                    "trace_id": trace_id.hex(),
+                    "span_id": span_id.hex(),
+                    "parent_span_id": parent.hex()
+                    if len(parent) == 8 and parent != _ZERO_SPAN else "",
                     "name": s.name,
                     "kind": s.kind,
                     "start": s.start_time_unix_nano,
@@ -132,13 +143,13 @@ def decode_protobuf(body: bytes) -> Decoded:
                         {"name": e.name, "time_unix_nano": e.time_unix_nano,
                          "attributes": _pb_attrs(e.attributes)}
                         for e in s.events
-                    ],
+                    ] if s.events else [],
                     "links": [
                         {"trace_id": ln.trace_id.hex(), "span_id": ln.span_id.hex(),
                          "attributes": _pb_attrs(ln.attributes)}
                         for ln in s.links
-                    ],
-                })
+                    ] if s.links else [],
+                }, ids_checked=True)
     return out
 
 
@@ -244,16 +255,19 @@ def decode_json(body: bytes) -> Decoded:
 
 # --- shared validation -------------------------------------------------------------------------
 
-def _add(out: Decoded, resource: dict, scope: dict, s: dict) -> None:
+def _add(out: Decoded, resource: dict, scope: dict, s: dict, *, ids_checked: bool = False) -> None:
+    """Validate one span and append its record. ``ids_checked``: the ids are the hex of
+    byte strings the caller checked (protobuf), and need no second look."""
     trace_id, span_id, parent = s["trace_id"], s["span_id"], s["parent_span_id"]
-    if not _TRACE_ID_RE.match(trace_id) or trace_id == "0" * 32:
-        out.reject("invalid trace id (need 16 non-zero bytes)")
-        return
-    if not _SPAN_ID_RE.match(span_id) or span_id == "0" * 16:
-        out.reject("invalid span id (need 8 non-zero bytes)")
-        return
-    if parent and (not _SPAN_ID_RE.match(parent) or parent == "0" * 16):
-        parent = ""
+    if not ids_checked:
+        if not _TRACE_ID_RE.match(trace_id) or trace_id == "0" * 32:
+            out.reject(_BAD_TRACE_ID)
+            return
+        if not _SPAN_ID_RE.match(span_id) or span_id == "0" * 16:
+            out.reject(_BAD_SPAN_ID)
+            return
+        if parent and (not _SPAN_ID_RE.match(parent) or parent == "0" * 16):
+            parent = ""
     start, end = s["start"], s["end"]
     if start <= 0 or end < 0 or start >= 2**63 or end >= 2**63:
         out.reject("missing or invalid start/end time")
