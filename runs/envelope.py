@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from payloads.redaction import get_redactor
+from payloads.redaction import Redactor, get_redactor
 from payloads.store import payload_store
 from runs import lifecycle as lc
 from runs.errors import InvalidInput
@@ -213,17 +213,33 @@ def validate_envelope(raw: Any, index: int, errors: list, *, default_source: str
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    """What prepare_event reads from settings, read once per batch (settings lookups cost more
+    than preparing a small event)."""
+
+    redactor: Redactor
+    inline: int  # TRACEFOUNDRY_INLINE_STRING_LIMIT
+    cap: int  # TRACEFOUNDRY_EVENT_PAYLOAD_LIMIT
+
+    @classmethod
+    def current(cls, policy: str | None) -> _Limits:
+        return cls(get_redactor(policy), settings.TRACEFOUNDRY_INLINE_STRING_LIMIT,
+                   settings.TRACEFOUNDRY_EVENT_PAYLOAD_LIMIT)
+
+
 def prepare_event(
-    fields: dict, *, from_json: bool = False, policy: str | None = None
+    fields: dict, *, from_json: bool = False, policy: str | None = None,
+    limits: _Limits | None = None,
 ) -> PreparedEvent:
     """Make a validated envelope storable: JSON-safe, redacted, truncated, capped.
 
     ``from_json``: the payload came out of a JSON parser, so only NUL characters (which
     PostgreSQL's JSONB refuses) can still be unsafe; the full ``json_safe`` copy is skipped.
+    ``limits``: the redactor and size limits, when the caller has them (else read here).
     """
-    redactor = get_redactor(policy)
-    limit = settings.TRACEFOUNDRY_INLINE_STRING_LIMIT
-    cap = settings.TRACEFOUNDRY_EVENT_PAYLOAD_LIMIT
+    limits = limits or _Limits.current(policy)
+    redactor, limit, cap = limits.redactor, limits.inline, limits.cap
     role = _ROLE_BY_TYPE.get(fields["type"], "event")
     raw = fields["payload"]
     payload = redactor.value(raw if from_json else json_safe(raw))
@@ -288,5 +304,6 @@ def prepare_events(
                for i, raw in enumerate(raw_events)]
     if errors:
         raise InvalidInput("invalid event(s); nothing was appended", details={"errors": errors})
-    return [prepare_event(fields, from_json=from_json, policy=policy)
+    limits = _Limits.current(policy)
+    return [prepare_event(fields, from_json=from_json, limits=limits)
             for fields in cleaned if fields is not None]

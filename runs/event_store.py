@@ -119,11 +119,15 @@ def _insert_sqlite(rows: list[EventRow]) -> None:
         found = cursor.fetchone()
         start = found[0] if found else 0
         params = []
+        stamps: dict[datetime, str] = {}  # a batch's events mostly share one timestamp
         for offset, r in enumerate(rows, start=1):
             r.id = start + offset
+            stamp = stamps.get(r.created_at)
+            if stamp is None:
+                stamp = stamps[r.created_at] = adapt_dt(r.created_at)
             params.append((
                 r.id, r.event_id.hex, r.run_id, r.step_id, r.seq, r.type, r.level, r.source,
-                adapt_dt(r.created_at), r.correlation_id, r.causation_id, r.payload_json,
+                stamp, r.correlation_id, r.causation_id, r.payload_json,
                 r.payload_bytes, int(r.truncated), int(r.late),
             ))
         placeholders = ", ".join(["%s"] * len(COLUMNS))
