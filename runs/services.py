@@ -305,17 +305,21 @@ def _output_refs(
 
 
 def run_succeed(
-    *, run_id: str, output: Any = None, output_ref: str = "", worker_id: str | None = None
+    *, run_id: str, output: Any = None, output_ref: str = "", worker_id: str | None = None,
+    require_holder: bool = False,
 ) -> Run:
+    """Finish the running attempt. ``require_holder``: only the worker holding the run may
+    (worker-only API keys), so ``worker_id`` must name it."""
     if output is not None:
         output_ref = _output_refs([output])[0]
-    fast = _succeed_fast(run_id=run_id, output_ref=output_ref[:512], worker_id=worker_id)
-    if fast is not None:
-        return fast
+    if not require_holder:  # the one-statement path lets a run held by nobody pass
+        fast = _succeed_fast(run_id=run_id, output_ref=output_ref[:512], worker_id=worker_id)
+        if fast is not None:
+            return fast
     with transaction.atomic():
         run = _lock_run(run_id)
         _check_transition(run, "succeed")
-        _check_holder(run, worker_id)
+        _check_holder(run, worker_id, strict=require_holder)
         event, steps = _append_lifecycle(
             run, lc.RUN_SUCCEEDED, {"output_ref": output_ref[:512]}, steps=_open_steps(run)
         )
@@ -357,14 +361,16 @@ def retry_delay(attempt: int) -> timedelta:
 
 
 def run_fail(
-    *, run_id: str, error: Any = "", retryable: bool = False, worker_id: str | None = None
+    *, run_id: str, error: Any = "", retryable: bool = False, worker_id: str | None = None,
+    require_holder: bool = False,
 ) -> Run:
-    """Fail the running attempt: back to the queue when retryable and attempts remain."""
+    """Fail the running attempt: back to the queue when retryable and attempts remain.
+    ``require_holder`` as for ``run_succeed``."""
     message = _redacted_error(error)
     with transaction.atomic():
         run = _lock_run(run_id)
         _check_transition(run, "fail")
-        _check_holder(run, worker_id)
+        _check_holder(run, worker_id, strict=require_holder)
         payload = {"error": message, "retryable": retryable, "attempt": run.attempt}
         if retryable and run.attempt < run.max_attempts and run.cancel_requested_at is None:
             payload["run_after"] = wire.iso(timezone.now() + retry_delay(run.attempt))

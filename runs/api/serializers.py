@@ -65,13 +65,15 @@ class RunStartSerializer(serializers.Serializer):
 class RunSucceedSerializer(serializers.Serializer):
     output = serializers.JSONField(required=False, help_text="Stored as a payload blob.")
     output_ref = serializers.CharField(max_length=512, required=False, default="")
-    worker_id = serializers.CharField(max_length=200, required=False)
+    worker_id = serializers.CharField(max_length=200, required=False, help_text=(
+        "The worker holding the run; required with a `worker` key (409 if it does not hold it)."))
 
 
 class RunFailSerializer(serializers.Serializer):
     error = serializers.JSONField(required=False, default="", help_text="Message (and stack).")
     retryable = serializers.BooleanField(required=False, default=False)
-    worker_id = serializers.CharField(max_length=200, required=False)
+    worker_id = serializers.CharField(max_length=200, required=False, help_text=(
+        "The worker holding the run; required with a `worker` key (409 if it does not hold it)."))
 
 
 class RunClaimSerializer(serializers.Serializer):

@@ -124,6 +124,12 @@ class RunStartView(RunScopedView):
         return Response(s.RunSerializer(run).data)
 
 
+def _worker_only(request) -> bool:
+    """A key that may drive runs only as a worker (no `runs:write`): it acts on the runs it
+    holds, and must say which worker it is."""
+    return not access_for(request).can(Cap.WRITE)
+
+
 class RunSucceedView(RunScopedView):
     permission_classes = [allows(Cap.WRITE, lifecycle=True)]
 
@@ -134,6 +140,7 @@ class RunSucceedView(RunScopedView):
         run = services.run_succeed(
             run_id=self.get_run(run_id).id, output=data.get("output"),
             output_ref=data.get("output_ref", ""), worker_id=data.get("worker_id"),
+            require_holder=_worker_only(request),
         )
         return Response(s.RunSerializer(run).data)
 
@@ -147,7 +154,7 @@ class RunFailView(RunScopedView):
         data = validated(s.RunFailSerializer, request.data)
         run = services.run_fail(
             run_id=self.get_run(run_id).id, error=data["error"], retryable=data["retryable"],
-            worker_id=data.get("worker_id"),
+            worker_id=data.get("worker_id"), require_holder=_worker_only(request),
         )
         return Response(s.RunSerializer(run).data)
 
@@ -184,7 +191,7 @@ class RunCancelView(RunScopedView):
         run = services.run_cancel(
             run_id=self.get_run(run_id).id, reason=data["reason"],
             worker_id=data.get("worker_id"), force=data["force"],
-            require_holder=not access_for(request).can(Cap.WRITE),
+            require_holder=_worker_only(request),
         )
         code = status.HTTP_200_OK if run.is_finished else status.HTTP_202_ACCEPTED
         return Response(s.RunSerializer(run).data, status=code)

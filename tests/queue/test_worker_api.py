@@ -11,6 +11,7 @@ from runs import services
 from runs.models import Run, RunEvent
 from runs.queue import run_claim_next
 from tests.conftest import client_for
+from tests.runs.factories import RunFactory
 from tests.tracefoundry.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -147,9 +148,21 @@ class TestHeldRuns:
         url = f"/api/v1/runs/{run_id}/{action}"
         resp = worker_client.post(url, {**body, "worker_id": "ext-2"}, format="json")
         assert_error(resp, 409, "invalid_transition")
+        # Naming no worker is not holding the run either: a worker key must say who it is.
+        resp = worker_client.post(url, body, format="json")
+        assert_error(resp, 409, "invalid_transition")
         resp = worker_client.post(url, {**body, "worker_id": "ext-1"}, format="json")
         assert resp.status_code == 200
         assert resp.json()["state"] == ("succeeded" if action == "succeed" else "queued")
+
+    def test_a_worker_key_cannot_finish_a_run_nobody_holds(self, worker_client, project):
+        run_id = RunFactory(project=project).id
+        services.run_start(run_id=run_id, worker_id="")  # started by hand, held by nobody
+        for action in ("succeed", "fail"):
+            resp = worker_client.post(f"/api/v1/runs/{run_id}/{action}", {"worker_id": "ext-1"},
+                                      format="json")
+            assert_error(resp, 409, "invalid_transition")
+        assert Run.objects.get(pk=run_id).state == "running"
 
     def test_worker_acknowledges_a_cancel_of_a_run_it_holds(self, worker_client,
                                                             engineer_client, project):

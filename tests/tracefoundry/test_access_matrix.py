@@ -26,8 +26,9 @@ ENDPOINTS = [
     ("POST", "/api/v1/runs/{run}/cancel", {}, WRITE),
     ("POST", "/api/v1/runs/{run}/events", {"type": "note"}, APPEND),
     ("POST", "/api/v1/runs/{run}/steps", {"name": "s"}, LIFECYCLE),
-    ("POST", "/api/v1/runs/{run}/succeed", {}, LIFECYCLE),
-    ("POST", "/api/v1/runs/{run}/fail", {}, LIFECYCLE),
+    # A worker key finishes only runs its worker holds, so every caller names the holder.
+    ("POST", "/api/v1/runs/{run}/succeed", {"worker_id": "w-1"}, LIFECYCLE),
+    ("POST", "/api/v1/runs/{run}/fail", {"worker_id": "w-1"}, LIFECYCLE),
     ("POST", "/api/v1/runs/{queued}/start", {}, LIFECYCLE),
     ("POST", "/api/v1/runs/{run}/steps/{step}/start", {}, LIFECYCLE),
 ]
@@ -64,7 +65,7 @@ def _client(principal, make_key):
 @pytest.mark.parametrize("method, path, body, cap", ENDPOINTS,
                          ids=[f"{m} {p}" for m, p, _, _ in ENDPOINTS])
 def test_access(principal, method, path, body, cap, make_key, project):
-    run = RunFactory(state="running")
+    run = RunFactory(state="running")  # started by worker w-1
     queued = RunFactory()
     step = step_create(run_id=run.id, name="s")
     url = path.format(run=run.id, queued=queued.id, step=step.id)
