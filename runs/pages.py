@@ -8,7 +8,6 @@ WebSocket (falling back to SSE, then polling, for a run).
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import user_passes_test
 from django.db.models import Count, Max, Q
 from django.http import Http404
 from django.shortcuts import render
@@ -19,11 +18,7 @@ from runs import selectors, wire
 from runs.api.serializers import RunSerializer
 from runs.errors import NotFound
 from runs.models import RunState
-from tracefoundry.roles import Access, Cap
-
-# Users without a role may log in but read nothing (PRODUCT.md §12): send them back to the login
-# page, which explains that their account can't see the page.
-reader_required = user_passes_test(lambda user: Access(user=user).can(Cap.READ))
+from tracefoundry.roles import Access, reader_required
 
 LIVE_TIMELINE_ROWS = 2000
 

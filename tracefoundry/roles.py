@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from django.contrib.auth.decorators import user_passes_test
+
 VIEWER = "viewer"
 ENGINEER = "engineer"
 ADMIN = "admin"
@@ -93,3 +95,8 @@ class Access:
 
     def can_see_project(self, project_id: int) -> bool:
         return self.project_id is None or self.project_id == project_id
+
+
+# The explorer pages: anonymous users and accounts without a role may log in but read nothing
+# (PRODUCT.md §12), so they go back to the login page, which says why.
+reader_required = user_passes_test(lambda user: Access(user=user).can(Cap.READ))

@@ -5,18 +5,14 @@ page has exactly the API's filters and sorts), the detail page renders the trace
 leaves the span tree, waterfall and inspector to ``static/tf/trace_detail.js``.
 """
 
-from django.contrib.auth.decorators import user_passes_test
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import path
 
 from runs.errors import NotFound
-from tracefoundry.roles import Access, Cap
+from tracefoundry.roles import Access, reader_required
 from traces import selectors
 from traces.models import TraceStatus
-
-# Anonymous users, and accounts without a role, go to the login page (which says why).
-reader_required = user_passes_test(lambda user: Access(user=user).can(Cap.READ))
 
 
 @reader_required
