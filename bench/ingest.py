@@ -17,8 +17,9 @@ of 512 with new trace ids per batch, down these paths:
 4. re-send  already-stored batches again (idempotent upserts), raw and through HTTP.
 
 and checks the budget on PostgreSQL: HTTP >= 10,000 spans/s and HTTP >= 1/2 of the fastest raw
-path with the same upsert semantics; on both databases, that every acknowledged span is stored
-exactly once after the re-sends. Exit status: 0 all pass, 1 a budget failed, 2 the bench failed.
+path (plain COPY included: the service writes new traces' spans that way); on both databases,
+that every acknowledged span is stored exactly once after the re-sends. Exit status: 0 all
+pass, 1 a budget failed, 2 the bench failed.
 
     .venv/bin/python bench/ingest.py [--db sqlite|postgres|both] [--batches 60] [--batch 512]
         [--resend 20] [--profile]
@@ -973,9 +974,10 @@ def print_header(args, redis_url: str | None) -> None:
 
 def print_report(report: DbReport) -> list[tuple[str, bool]]:
     raws = [r for r in report.results if r.label.startswith("raw")]
-    upserts = [r for r in raws if r.upsert]
-    best_raw = max(upserts, key=lambda r: r.rate)
-    fastest = max(raws, key=lambda r: r.rate)
+    # The service writes the spans of new traces with a plain COPY (its trace locks rule out
+    # conflicts), so it is held to the fastest raw path, upsert or not.
+    best_raw = max(raws, key=lambda r: r.rate)
+    best_upsert = max((r for r in raws if r.upsert), key=lambda r: r.rate)
     print(f"== {report.title} ==")
     head = (f"  {'path':<37}{'spans':>7}{'seconds':>9}{'spans/s':>10}{'vs raw':>8}"
             f"{'batch p50':>11}{'batch p95':>11}")
@@ -986,13 +988,13 @@ def print_report(report: DbReport) -> list[tuple[str, bool]]:
         print(f"  {r.label:<37}{r.spans:>7}{r.seconds:>9.2f}{r.rate:>10,.0f}{ratio:>7.2f}x"
               f"{percentile(r.batch_ms, 50):>9.1f}ms{percentile(r.batch_ms, 95):>9.1f}ms"
               + (f"  ({r.note})" if r.note else ""))
-    print(f"  (vs raw = rate / {best_raw.label}, the fastest raw path with ON CONFLICT upsert; "
-          f"raw includes building the rows: ids, json.dumps, trace summaries)")
+    print(f"  (vs raw = rate / {best_raw.label}, the fastest raw path; raw includes building "
+          f"the rows: ids, json.dumps, trace summaries)")
     http = next(r for r in report.results if r.label == "HTTP POST /otlp/v1/traces")
     service = next(r for r in report.results if r.label == "service spans_ingest")
     print(f"  service/raw = {service.rate / best_raw.rate:.2f}   HTTP/raw = "
           f"{http.rate / best_raw.rate:.2f}   HTTP/service = {http.rate / service.rate:.2f}   "
-          f"HTTP/{fastest.label} = {http.rate / fastest.rate:.2f}")
+          f"HTTP/{best_upsert.label} = {http.rate / best_upsert.rate:.2f}")
     parallel = next((r for r in report.results if r.label.startswith("HTTP POST, ")), None)
     if parallel is not None:
         print(f"  {parallel.label}: {parallel.rate:,.0f} spans/s = "
@@ -1020,7 +1022,7 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--batch", type=int, default=512, help="spans per OTLP request")
     p.add_argument("--resend", type=int, default=20,
                    help="already-stored batches sent again (0: skip)")
-    p.add_argument("--servers", type=int, default=1,
+    p.add_argument("--servers", type=int, default=2,
                    help="also time HTTP through this many daphne processes at once, one "
                         "client each (1: skip); the budget is checked on one process")
     add_run_options(p, redis_help="cache and channel layer on Redis", seed=11,
