@@ -4,7 +4,6 @@ a deleted blob row (a foreign-key error for the writer, or a lost payload)."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.db import connection, connections, transaction
@@ -13,6 +12,7 @@ from payloads.models import PayloadBlob, PayloadRef
 from payloads.retention import retention_cleanup
 from payloads.store import REUSE_REFRESH_AFTER, payload_store
 from tests.payloads.test_retention import age_blob, ago, big_text, blob_file
+from tests.pg_locks import wait_until_blocked
 
 pytestmark = pytest.mark.django_db
 
@@ -124,14 +124,7 @@ def test_cleanup_waits_for_a_writer_that_reuses_the_blob(payload_dir):
     cleaning.start()
     # Let the writer commit once the cleanup is blocked on the blob's row lock (or is done:
     # then there was nothing to wait for, and the assertions below say what went wrong).
-    deadline = time.monotonic() + 30
-    while cleaning.is_alive() and time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                           "current_database() AND wait_event_type = 'Lock'")
-            if cursor.fetchone()[0]:
-                break
-        time.sleep(0.01)
+    wait_until_blocked(cleaning)
     may_commit.set()
     writing.join(30)
     cleaning.join(30)

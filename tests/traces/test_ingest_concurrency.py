@@ -7,7 +7,6 @@ project. No span may be lost, duplicated or left pointing nowhere, and nothing m
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.db import connection, connections, transaction
@@ -15,6 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from runs.models import Project
 from tests.conftest import client_for
+from tests.pg_locks import wait_until_blocked
 from tests.traces.otlp_builders import json_span, pb_request
 from traces.models import Span, Trace
 from traces.otlp_decode import decode_request
@@ -26,13 +26,6 @@ pytestmark = [pytest.mark.postgres,
 TRACE = "c" * 31 + "7"
 S1, S2, S3 = "1" * 16, "2" * 16, "3" * 16
 PROTOBUF = "application/x-protobuf"
-
-
-def _waiting_on_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                       "current_database() AND wait_event_type = 'Lock'")
-        return cursor.fetchone()[0] > 0
 
 
 def _race(first_project: Project, second_key: str) -> dict:
@@ -77,10 +70,7 @@ def _race(first_project: Project, second_key: str) -> dict:
     assert created.wait(30)
     racing = threading.Thread(target=second)
     racing.start()
-    deadline = time.monotonic() + 30
-    while racing.is_alive() and time.monotonic() < deadline and not _waiting_on_a_lock():
-        time.sleep(0.01)
-    outcome["blocked"] = racing.is_alive()
+    outcome["blocked"] = wait_until_blocked(racing)
     may_commit.set()
     writing.join(30)
     racing.join(30)
