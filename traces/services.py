@@ -64,10 +64,10 @@ def _prepare(record: SpanRecord, redactor, shared: dict[int, dict],
     """Redact, extract GenAI fields, apply the strict allowlist, move big values to blobs.
 
     Regex work never holds SQLite's write lock: there it runs before the ingest transaction.
-    On PostgreSQL it runs inside it, streaming, with only the batch's existing traces locked.
-    ``shared`` remembers resources
-    already redacted: all spans of an OTLP resource share one. With ``pending``, blobs are
-    addressed but left there for the caller to store (see ``externalize``).
+    On PostgreSQL it runs inside it, streaming, with only the batch's traces locked. ``shared``
+    remembers resources already redacted: all spans of an OTLP resource share one. With
+    ``pending``, blobs are addressed but left there for the caller to store (see
+    ``externalize``).
     """
     policy = redactor.policy
     record.attributes = attributes = redactor.value(record.attributes)
@@ -145,7 +145,6 @@ class _Batch:
     new: dict[str, list[_Prepared]] = field(default_factory=dict)
     # Spans of traces that existed (upserted), with the trace pk.
     existing: list[tuple[int, _Prepared]] = field(default_factory=list)
-    refresh: list[int] = field(default_factory=list)  # existing trace pks to re-aggregate
 
     def reject_foreign(self) -> None:
         self.result.rejected += 1
@@ -181,7 +180,7 @@ def spans_ingest(
 
 
 def _ingest_postgresql(batch: _Batch, records: list[SpanRecord], redactor) -> None:
-    """Lock the traces that exist, reserve pks for the others, then prepare every span and COPY
+    """Lock the batch's traces, reserve pks for the new ones, then prepare every span and COPY
     it at once when its trace is new, so the server parses rows while this process redacts the
     next ones; the new traces are inserted last, with summaries computed from the batch."""
     project_pk, now = batch.project.pk, batch.now
@@ -210,12 +209,11 @@ def _ingest_postgresql(batch: _Batch, records: list[SpanRecord], redactor) -> No
             payload_store(data=blob.data, content_type=blob.content_type,
                           redaction_mode=blob.mode)
         traces_insert_new(batch.new_trace_rows(reserved))  # locked: no conflict possible
-        refresh = sorted({pk for pk, _ in batch.existing})
         ids = spans_upsert([span_row(item, pk, now, texts) for pk, item in batch.existing])
         blob_traces = [reserved[t] for t, items in batch.new.items()
                        if any(i.blobs for i in items)]
         ids.update(span_pks(blob_traces))
-        _finish(batch, ids, refresh, {t: reserved[t] for t in batch.new})
+        _finish(batch, ids, {t: reserved[t] for t in batch.new})
 
 
 def _ingest_sqlite(batch: _Batch, records: list[SpanRecord], redactor) -> None:
@@ -241,20 +239,20 @@ def _ingest_sqlite(batch: _Batch, records: list[SpanRecord], redactor) -> None:
                 for t, items in batch.new.items() for item in items]
         rows += [span_row(item, pk, now, texts) for pk, item in batch.existing]
         ids = spans_upsert(rows)
-        _finish(batch, ids, sorted({pk for pk, _ in batch.existing}), created)
+        _finish(batch, ids, created)
 
 
-def _finish(batch: _Batch, ids: dict[tuple[int, str], int], refresh: list[int],
-            created: dict[str, int]) -> None:
-    """Inside the ingest transaction, once every span row is written: payload refs, the
-    summaries of the traces that existed, and the links from runs to their traces."""
+def _finish(batch: _Batch, ids: dict[tuple[int, str], int], created: dict[str, int]) -> None:
+    """Inside the ingest transaction, once every span row is written (``ids``: span pks by
+    (trace pk, span id); ``created``: pks of the new traces): payload refs, the summaries of
+    the traces that existed, and the links from runs to their traces."""
     spans = [(created[t], item) for t, items in batch.new.items() for item in items]
     spans += batch.existing
     _save_span_payload_refs(
         [(ids[(pk, item.record.span_id)], item) for pk, item in spans if item.blobs],
         replaced=[ids[(pk, item.record.span_id)] for pk, item in batch.existing],
     )
-    trace_summaries_refresh(trace_pks=refresh, now=batch.now)
+    trace_summaries_refresh(trace_pks=sorted({pk for pk, _ in batch.existing}), now=batch.now)
     for run_id, trace_id in sorted({(i.run_id, i.record.trace_id) for _, i in spans
                                     if i.run_id}):
         run_link_trace(run_id=run_id, trace_id=trace_id, project_id=batch.project.pk)
