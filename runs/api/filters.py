@@ -10,8 +10,12 @@ from runs.models import Run, RunState
 
 class RunFilter(django_filters.FilterSet):
     project = django_filters.CharFilter(field_name="project__slug", help_text="Project slug.")
+    # distinct=False: the filter joins nothing, so no row can repeat, and SELECT DISTINCT made
+    # PostgreSQL sort every matching run before the LIMIT (75 ms for a common state at 50,000
+    # runs, 1.5 ms without).
     state = django_filters.MultipleChoiceFilter(
-        choices=RunState.choices, help_text="One or more states (repeat or comma-separate)."
+        choices=RunState.choices, distinct=False,
+        help_text="One or more states (repeat or comma-separate)."
     )
     kind = django_filters.CharFilter(field_name="kind")
     since = django_filters.IsoDateTimeFilter(
