@@ -21,7 +21,7 @@ venv: $(STAMP)
 ## Run the product: SQLite, in-memory channel layer, demo data, http://$(HOST):$(PORT)
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py bootstrap --demo
+	$(BIN)/python manage.py bootstrap --demo --url http://$(HOST):$(PORT)/
 	$(BIN)/daphne -b $(HOST) -p $(PORT) tracefoundry.asgi:application
 
 ## Run the test suite (SQLite unless DATABASE_URL says otherwise)

@@ -25,6 +25,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--demo", action="store_true", help="Also load the demo runs.")
         parser.add_argument("--username", default="admin")
+        parser.add_argument("--url", default="http://127.0.0.1:8000/",
+                            help="Where the server will listen (printed with the login).")
 
     def handle(self, *args, **options):
         username = options["username"]
@@ -47,7 +49,7 @@ class Command(BaseCommand):
             if created:
                 self.stdout.write(f"Loaded {created} demo runs.")
         self.stdout.write("")
-        self.stdout.write("  TraceFoundry is starting on http://127.0.0.1:8000/")
+        self.stdout.write(f"  TraceFoundry is starting on {options['url']}")
         if password:
             self.stdout.write(f"  Log in as {username} / {password}")
         else:
