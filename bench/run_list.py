@@ -36,14 +36,10 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
-import argparse
 import contextlib
-import cProfile
 import heapq
-import http.client
 import json
 import math
-import os
 import random
 import sqlite3
 import sys
@@ -53,21 +49,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
 
+import list_latency  # bench/ is not a package: this folder is on sys.path
 import psycopg
-from common import (  # bench/ is not a package: this folder is on sys.path
-    REDIS_URL,
-    bench_db,
-    daphne_server,
-    db_title,
-    percentile,
-    print_machine,
-    profile_text,
-    run_bench,
-    run_phase,
-    setup_django,
-)
+from list_latency import COPY_ESCAPES, COPY_NULL, PAGE_SIZE, WARMUP_REQUESTS, copy_text, weighted
 from psycopg import sql
 
 PG_BENCH_DB = "tracefoundry_bench_run_list"
@@ -76,9 +61,7 @@ DEFAULT_EVENTS = 1_000_000
 DEFAULT_RUNS = 50_000
 OTHER_PROJECT_SHARE = 0.10  # runs of a second project, which the key must not see
 DAYS = 7
-PAGE_SIZE = 50
 EVENT_PAGE_SIZE = 100
-WARMUP_REQUESTS = 5
 BUDGET_P95_MS = 100.0
 LIST_PATH = "/api/v1/runs"
 GROUPS = (("unfiltered", "run list unfiltered (orderings, cursor pages)"),
@@ -134,10 +117,6 @@ NAIVE_EPOCH = datetime(1970, 1, 1)
 SECOND = 1_000_000  # times are integer microseconds since the epoch
 
 AGENT = ""  # a script slot for an agent event (its type is drawn from AGENT_TYPES)
-
-
-def _weighted(rng: random.Random, table: tuple) -> Any:
-    return rng.choices(table, weights=[row[1] for row in table])[0]
 
 
 def _dumps(value: Any) -> str:
@@ -325,12 +304,12 @@ class DataGen:
                 plans.append(RunPlan(now - (30 + 20 * i) * 3600 * SECOND, "succeeded",
                                      self.projects[0], 0, big_sizes[i], big=True))
                 continue
-            state = _weighted(rng, STATES)[0]
+            state = weighted(rng, STATES)[0]
             span = {"running": 3 * 3600 * SECOND, "queued": 3600 * SECOND}.get(state, week)
             project = (self.projects[1] if rng.random() < OTHER_PROJECT_SHARE
                        else self.projects[0])
             plans.append(RunPlan(now - int(rng.random() * span), state, project,
-                                 KINDS.index(_weighted(rng, KINDS)), 0))
+                                 KINDS.index(weighted(rng, KINDS)), 0))
         # event counts: fixed for queued runs and early cancels, log-normal for the others,
         # scaled so that they add up to exactly n_events
         free = []
@@ -609,8 +588,6 @@ class DataGen:
 # --- loading ----------------------------------------------------------------------------------
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_NULL = "\\N"
 # which columns of RUN_COLUMNS / STEP_COLUMNS hold times (µs since the epoch, or None)
 _RUN_TIMES = frozenset(i for i, c in enumerate(RUN_COLUMNS) if c.endswith("_at"))
 _STEP_TIMES = frozenset(i for i, c in enumerate(STEP_COLUMNS) if c.endswith("_at"))
@@ -624,69 +601,37 @@ def _lite_time(us: int) -> str:
     return str(NAIVE_EPOCH + timedelta(microseconds=us))  # what Django's SQLite backend stores
 
 
-def _copy_text(value: Any) -> str:
-    """One field in COPY's text format."""
-    if value is None:
-        return _NULL
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES) if ("\\" in value or "\n" in value) else value
-    return str(value)
-
-
 def _with_times(row: tuple, times: frozenset[int], convert) -> tuple:
     return tuple(convert(v) if i in times and v is not None else v for i, v in enumerate(row))
 
 
-def _check_columns(conn: psycopg.Connection) -> None:
-    """Fail clearly if a migration added a required column this loader does not write."""
-    known = {"runs_run": set(RUN_COLUMNS), "runs_step": set(STEP_COLUMNS),
-             "runs_runevent": set(EVENT_COLUMNS)}
-    for table, columns in known.items():
-        missing = [name for (name,) in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
-            "AND is_nullable = 'NO' AND column_default IS NULL AND is_identity = 'NO'",
-            (table,)).fetchall() if name not in columns]
-        if missing:
-            raise RuntimeError(f"{table} has required columns the loader does not fill: "
-                               f"{', '.join(missing)}; update bench/run_list.py")
+def _event_lines(gen: DataGen) -> Iterator[str]:
+    """The events in COPY's text format."""
+    for pk, seq, run, (at, event_id, step_id, etype, level, source, corr, caus, text,
+                       size) in gen.events():
+        if "\\" in text:
+            text = text.translate(COPY_ESCAPES)
+        yield "\t".join((str(pk), event_id, run.id, step_id or COPY_NULL, str(seq), etype, level,
+                         source, _pg_time(at), corr, caus, text, str(size), "f", "f"))
+
+
+def _tables(gen: DataGen) -> tuple:
+    """(table, columns, rows, which columns hold times) of the steps and the runs."""
+    return (("runs_step", STEP_COLUMNS, gen.steps, _STEP_TIMES),
+            ("runs_run", RUN_COLUMNS, map(gen.run_row, gen.runs), _RUN_TIMES))
 
 
 def load_postgres(url: str, gen: DataGen) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        _check_columns(conn)
-        superuser = conn.execute(
-            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
-        with conn.transaction(), conn.cursor() as cur:
-            # Events go first because generating them yields the run summaries. Django's foreign
-            # keys are DEFERRABLE INITIALLY DEFERRED, so that is legal; as a superuser the loader
-            # also skips the million deferred checks (the rows are consistent by construction).
-            if superuser:
-                cur.execute("SET LOCAL session_replication_role = replica")
-            with cur.copy(f"COPY runs_runevent ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as cp:
-                lines: list[str] = []
-                for pk, seq, run, (at, event_id, step_id, etype, level, source, corr, caus,
-                                   text, size) in gen.events():
-                    if "\\" in text:
-                        text = text.translate(_COPY_ESCAPES)
-                    lines.append("\t".join((
-                        str(pk), event_id, run.id, step_id or _NULL, str(seq), etype, level,
-                        source, _pg_time(at), corr, caus, text, str(size), "f", "f")))
-                    if len(lines) >= 5000:
-                        cp.write("\n".join(lines) + "\n")
-                        lines.clear()
-                if lines:
-                    cp.write("\n".join(lines) + "\n")
-            for table, columns, rows, times in (
-                    ("runs_step", STEP_COLUMNS, gen.steps, _STEP_TIMES),
-                    ("runs_run", RUN_COLUMNS, map(gen.run_row, gen.runs), _RUN_TIMES)):
-                with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as cp:
-                    for row in rows:
-                        cp.write("\t".join(map(_copy_text, _with_times(row, times, _pg_time)))
-                                 + "\n")
+        list_latency.check_columns(conn, {"runs_run": set(RUN_COLUMNS),
+                                          "runs_step": set(STEP_COLUMNS),
+                                          "runs_runevent": set(EVENT_COLUMNS)}, "run_list.py")
+        with list_latency.load_transaction(conn) as cur:
+            # Events go first because generating them yields the run summaries.
+            list_latency.copy_lines(cur, "runs_runevent", EVENT_COLUMNS, _event_lines(gen))
+            for table, columns, rows, times in _tables(gen):
+                list_latency.copy_lines(cur, table, columns, (
+                    "\t".join(map(copy_text, _with_times(row, times, _pg_time))) for row in rows))
             cur.execute("SELECT setval(pg_get_serial_sequence('runs_runevent', 'id'), "
                         "(SELECT max(id) FROM runs_runevent))")
         for table in ("runs_run", "runs_step", "runs_runevent"):
@@ -694,45 +639,23 @@ def load_postgres(url: str, gen: DataGen) -> None:
 
 
 def load_sqlite(path: Path, gen: DataGen) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA synchronous=OFF")  # a throwaway file: durability is not measured
-        conn.execute("BEGIN")
-        event_sql = (f"INSERT INTO runs_runevent ({', '.join(EVENT_COLUMNS)}) "
-                     f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})")
-        chunk: list[tuple] = []
-        for pk, seq, run, (at, event_id, step_id, etype, level, source, corr, caus, text,
-                           size) in gen.events():
-            chunk.append((pk, event_id, run.id, step_id, seq, etype, level, source,
-                          _lite_time(at), corr, caus, text, size, 0, 0))
-            if len(chunk) >= 20_000:
-                conn.executemany(event_sql, chunk)
-                chunk.clear()
-        conn.executemany(event_sql, chunk)
-        for table, columns, rows, times in (
-                ("runs_step", STEP_COLUMNS, gen.steps, _STEP_TIMES),
-                ("runs_run", RUN_COLUMNS, map(gen.run_row, gen.runs), _RUN_TIMES)):
-            conn.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) "
-                f"VALUES ({', '.join('?' * len(columns))})",
-                [_with_times(row, times, _lite_time) for row in rows])
-        conn.execute("COMMIT")
-        conn.execute("ANALYZE")
-        conn.execute("PRAGMA synchronous=NORMAL")
-    finally:
-        conn.close()
+    with list_latency.sqlite_load(path) as conn:
+        list_latency.insert_rows(conn, "runs_runevent", EVENT_COLUMNS, (
+            (pk, event_id, run.id, step_id, seq, etype, level, source, _lite_time(at), corr, caus,
+             text, size, 0, 0)
+            for pk, seq, run, (at, event_id, step_id, etype, level, source, corr, caus, text,
+                               size) in gen.events()))
+        for table, columns, rows, times in _tables(gen):
+            list_latency.insert_rows(conn, table, columns,
+                                     (_with_times(row, times, _lite_time) for row in rows))
 
 
 # --- the requests -----------------------------------------------------------------------------
 
 
 @dataclass
-class Case:
-    label: str
-    base: str  # the path without its query
-    params: dict[str, str]
-    group: str | None  # "unfiltered", "filtered", "events"; None: a reference without a budget
-    suggestion: str = ""  # an index that would serve it, printed when it is over budget
+class Case(list_latency.Case):
+    """A case of the run list, or of a run's event stream (``base`` ends with ``/events``)."""
 
     @property
     def events(self) -> bool:
@@ -743,30 +666,8 @@ class Case:
         return "runs_runevent" if self.events else "runs_run"
 
     @property
-    def path(self) -> str:
-        limit = EVENT_PAGE_SIZE if self.events else PAGE_SIZE
-        return f"{self.base}?{urlencode({**self.params, 'limit': str(limit)})}"
-
-
-@dataclass
-class Timing:
-    case: Case
-    ms: list[float] = field(default_factory=list)
-    rows: int = 0
-    more: bool = False
-    kind: str = "query"  # or "cursor", "floor"
-
-    @property
-    def budget(self) -> float:
-        return math.inf if self.case.group is None else BUDGET_P95_MS
-
-    @property
-    def p95(self) -> float:
-        return percentile(self.ms, 95)
-
-    @property
-    def ok(self) -> bool:
-        return self.p95 <= self.budget
+    def limit(self) -> int:
+        return EVENT_PAGE_SIZE if self.events else PAGE_SIZE
 
 
 def _window(gen: DataGen, hours: int, days_ago: int = 2) -> dict[str, str]:
@@ -867,29 +768,6 @@ CURSOR_CASES = ("unfiltered, ordering=-created_at (default)", "unfiltered, order
 EVENT_WALK_CASES = ("events: first page", "events: types=tool_call,tool_result")
 
 
-class Api:
-    """One keep-alive connection of the standard library's client (the lightest client, so the
-    figures are the server's round trip)."""
-
-    def __init__(self, base: str, key: str) -> None:
-        url = urlsplit(base)
-        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
-        self.headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
-
-    def get(self, path: str) -> tuple[float, bytes]:
-        t0 = time.perf_counter()
-        self.conn.request("GET", path, headers=self.headers)
-        resp = self.conn.getresponse()
-        body = resp.read()
-        elapsed = (time.perf_counter() - t0) * 1000
-        if resp.status != 200:
-            raise RuntimeError(f"GET {path} -> {resp.status}: {body[:500]!r}")
-        return elapsed, body
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 def _next_path(case: Case, body: bytes) -> tuple[int, str | None]:
     """The page's row count and the path of the next page (None: the last page)."""
     data = json.loads(body)
@@ -899,154 +777,49 @@ def _next_path(case: Case, body: bytes) -> tuple[int, str | None]:
             return n, None
         params = {**case.params, "after_id": str(data["next_after_id"])}
         return n, Case(case.label, case.base, params, case.group).path
-    nxt = data.get("next")
-    if not nxt:
-        return len(data["results"]), None
-    parts = urlsplit(nxt)
-    return len(data["results"]), f"{parts.path}?{parts.query}"
+    return list_latency.next_link(data)
 
 
-def run_floor(api: Api, requests: int) -> list[Timing]:
-    """Reference round trips: no auth and no DB; and a one-row page (auth, one tiny query)."""
-    out = []
-    for case, path in ((Case("GET /healthz (reference)", "/healthz", {}, None), "/healthz"),
-                       (Case("limit=1 (reference)", LIST_PATH, {}, None), f"{LIST_PATH}?limit=1")):
-        timing = Timing(case, kind="floor")
-        for i in range(WARMUP_REQUESTS + requests):
-            ms = api.get(path)[0]
-            if i >= WARMUP_REQUESTS:
-                timing.ms.append(ms)
-        out.append(timing)
-    return out
+def _walk_label(case: Case) -> str | None:
+    """The label of a walked case's cursor walk (the run list follows ``next``, the events
+    ``next_after_id``); None for the other cases."""
+    if case.label not in CURSOR_CASES and not any(
+            case.label.startswith(prefix) for prefix in EVENT_WALK_CASES):
+        return None
+    return case.label.split(" (")[0] if case.events else case.label
 
 
-def run_queries(api: Api, cases: list[Case], requests: int) -> list[Timing]:
-    out = []
-    for case in cases:
-        path = case.path
-        timing = Timing(case)
-        for _ in range(WARMUP_REQUESTS):
-            _, body = api.get(path)
-        timing.rows, nxt = _next_path(case, body)
-        timing.more = nxt is not None
-        for _ in range(requests):
-            timing.ms.append(api.get(path)[0])
-        out.append(timing)
-    return out
+def _large_sql(statement: str) -> str:
+    return ("its SELECT DISTINCT sorts every matching row before the LIMIT"
+            if statement.startswith("SELECT DISTINCT") else "an index would help")
 
 
-def run_cursors(api: Api, cases: list[Case], pages: int, walks: int) -> list[Timing]:
-    """Follow ``next`` (run list) or ``next_after_id`` (events) from the first page for
-    ``pages`` pages, ``walks`` times per case."""
-    out = []
-    for case in cases:
-        if case.label not in CURSOR_CASES and not any(
-                case.label.startswith(prefix) for prefix in EVENT_WALK_CASES):
-            continue
-        label = case.label.split(" (")[0] if case.events else case.label
-        timing = Timing(Case(f"{label}: pages 2..{pages + 1}", case.base, case.params,
-                             case.group, case.suggestion), kind="cursor")
-        for walk in range(walks + 1):  # the first walk warms up
-            _, body = api.get(case.path)
-            seen: set[bytes] = set()
-            for _ in range(pages):
-                n, nxt = _next_path(case, body)
-                if nxt is None:
-                    break
-                ms, body = api.get(nxt)
-                if body in seen:
-                    raise RuntimeError(f"{case.label}: the cursor walk repeats a page ({nxt})")
-                seen.add(body)
-                if walk:
-                    timing.ms.append(ms)
-                    timing.rows += n
-        out.append(timing)
-    return out
+def _workload(args) -> str:
+    """The header's workload line."""
+    return (f"GET {LIST_PATH}?limit={PAGE_SIZE} and GET {LIST_PATH}/{{id}}/events?"
+            f"limit={EVENT_PAGE_SIZE}: {args.requests} timed requests per query after "
+            f"{WARMUP_REQUESTS} warm-up ones; cursor: {args.walks} walks of {args.pages} next "
+            f"pages; runs created over {DAYS} days, ~85% succeeded, "
+            f"{OTHER_PROJECT_SHARE:.0%} of runs in another project")
 
 
-# --- where the time goes: a subprocess with Django set up -----------------------------------
-
-
-def phase_explain(args) -> None:
-    """For each query: the SQL of its page query (runs_run or runs_runevent), that SQL's own time
-    (executed and fetched 5 times in-process, median) and its plan; optionally a cProfile of a
-    run list and of an event page request."""
-    setup_django()
-    from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-
-    client = Client(HTTP_AUTHORIZATION=f"Bearer {os.environ['BENCH_API_KEY']}")
-    out: dict[str, Any] = {"cases": {}}
-    queries = json.loads(Path(args.queries).read_text())
-    for label, (path, table) in queries.items():
-        with CaptureQueriesContext(connection) as captured:
-            response = client.get(path)
-        if response.status_code != 200:
-            out["cases"][label] = {"error": f"GET {path} -> {response.status_code}"}
-            continue
-        statements = [q["sql"] for q in captured.captured_queries
-                      if f'FROM "{table}"' in q["sql"] and "LIMIT" in q["sql"]]
-        if not statements:
-            out["cases"][label] = {"error": f"no {table} query captured"}
-            continue
-        statement = statements[-1]
-        with connection.cursor() as cursor:
-            times = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                cursor.execute(statement)
-                cursor.fetchall()
-                times.append((time.perf_counter() - t0) * 1000)
-            if connection.vendor == "postgresql":
-                cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {statement}")
-                plan = "\n".join(row[0] for row in cursor.fetchall())
-            else:
-                cursor.execute(f"EXPLAIN QUERY PLAN {statement}")
-                plan = "\n".join(str(row[-1]) for row in cursor.fetchall())
-        out["cases"][label] = {"sql": statement, "plan": plan, "db_ms": sorted(times)[2],
-                               "queries": len(captured.captured_queries)}
-    if args.profile:
-        profiles = []
-        events_path = next(path for path, table in queries.values() if table == "runs_runevent")
-        for path in (f"{LIST_PATH}?limit={PAGE_SIZE}", events_path):
-            for _ in range(3):
-                client.get(path)  # warm
-            prof = cProfile.Profile()
-            response = prof.runcall(client.get, path)
-            assert response.status_code == 200, response.content[:300]
-            profiles.append(profile_text(prof, f"GET {path} in-process (django.test.Client, no "
-                                               f"daphne, {connection.vendor})"))
-        out["profile"] = "\n\n".join(profiles)
-    Path(args.out).write_text(json.dumps(out))
+BENCH = list_latency.ListBench(
+    script=__file__, title="run list", pg_db=PG_BENCH_DB, sqlite_name=SQLITE_NAME,
+    tmp_prefix="tf-bench-run-list-", list_path=LIST_PATH, workload=_workload,
+    budgets={group: BUDGET_P95_MS for group, _name in GROUPS}, groups=GROUPS,
+    next_page=_next_path, walk_label=_walk_label, table=lambda case: case.table,
+    tables_note="runs_run or runs_runevent", width=56, large_sql=_large_sql)
 
 
 # --- orchestration ----------------------------------------------------------------------------
 
 
-def projects(kind: str, db_url: str, tmp: Path) -> tuple[int, int]:
-    """(the default project, a second one created here)."""
-    now = datetime.now(UTC)
-    insert = ("INSERT INTO runs_project (slug, name, redaction_policy, created_at) "
-              "VALUES ('bench-other', 'Another project', '', {ph})")
-    query = "SELECT id FROM runs_project WHERE slug = {ph}"
-    if kind == "sqlite":
-        with contextlib.closing(sqlite3.connect(tmp / SQLITE_NAME)) as conn, conn:
-            conn.execute(insert.format(ph="?"), (now.replace(tzinfo=None).isoformat(" "),))
-            return tuple(conn.execute(query.format(ph="?"), (slug,)).fetchone()[0]
-                         for slug in ("default", "bench-other"))
-    with psycopg.connect(db_url) as conn:
-        conn.execute(insert.format(ph="%s"), (now,))
-        return tuple(conn.execute(query.format(ph="%s"), (slug,)).fetchone()[0]
-                     for slug in ("default", "bench-other"))
-
-
-def samples(kind: str, db_url: str, tmp: Path, project_id: int) -> tuple[str, str]:
+def samples(kind: str, db_url: str, sqlite_path: Path, project_id: int) -> tuple[str, str]:
     """A trace id and an idempotency key of a visible run, as stored."""
     query = ("SELECT {col} FROM runs_run WHERE project_id = {ph} AND {col} <> '' "
              "ORDER BY created_at LIMIT 1 OFFSET 100")
     if kind == "sqlite":
-        with contextlib.closing(sqlite3.connect(tmp / SQLITE_NAME)) as conn:
+        with contextlib.closing(sqlite3.connect(sqlite_path)) as conn:
             return tuple(conn.execute(query.format(col=col, ph="?"), (project_id,)).fetchone()[0]
                          for col in ("trace_id", "idempotency_key"))
     with psycopg.connect(db_url) as conn:
@@ -1054,190 +827,42 @@ def samples(kind: str, db_url: str, tmp: Path, project_id: int) -> tuple[str, st
                      for col in ("trace_id", "idempotency_key"))
 
 
-def table_sizes(kind: str, db_url: str, tmp: Path) -> str:
-    if kind == "sqlite":
-        size = (tmp / SQLITE_NAME).stat().st_size
-        return f"database file {size / 2**20:,.0f} MB"
-    with psycopg.connect(db_url) as conn:
-        rows = conn.execute(
-            "SELECT relname, pg_total_relation_size(oid), reltuples::bigint FROM pg_class "
-            "WHERE relname IN ('runs_run', 'runs_step', 'runs_runevent') "
-            "ORDER BY relname").fetchall()
-    return ", ".join(f"{name} {size / 2**20:,.0f} MB (~{n:,} rows)" for name, size, n in rows)
-
-
-@dataclass
-class DbReport:
-    kind: str
-    title: str
-    load: str
-    timings: list[Timing]
-    analysis: dict[str, Any]  # {"cases": {label: {sql, plan, db_ms, queries}}, "profile": ...}
-
-
-def bench_database(kind: str, args, tmp: Path, redis_url: str | None) -> DbReport:
+def load(kind: str, args, db_url: str, sqlite_path: Path) -> tuple[str, list[Case]]:
+    """Fill the fresh database: what was loaded, and the cases drawn from it."""
     n_events = args.events or DEFAULT_EVENTS
     n_runs = args.runs or DEFAULT_RUNS
-    step = f"[{kind}]"
-    with bench_db(kind, tmp, redis_url, pg_db=PG_BENCH_DB, sqlite_name=SQLITE_NAME,
-                  scopes="runs:read") as (db_url, env, key):
-        t0 = time.perf_counter()
-        gen = DataGen(args.seed, n_events, n_runs, datetime.now(UTC),
-                      projects(kind, db_url, tmp))
-        print(f"{step} loading {n_events:,} events in {len(gen.runs):,} runs ...",
-              file=sys.stderr, flush=True)
-        if kind == "postgres":
-            load_postgres(db_url, gen)
-        else:
-            load_sqlite(tmp / SQLITE_NAME, gen)
-        assert gen.n_rows == n_events, (gen.n_rows, n_events)
-        gen.sample_trace_id, gen.sample_idempotency_key = samples(kind, db_url, tmp,
-                                                                  gen.projects[0])
-        states = {s: sum(r.state == s for r in gen.runs) for s, _w in STATES}
-        load = (f"{n_events:,} events in {len(gen.runs):,} runs "
-                f"({sum(r.project_id == gen.projects[0] for r in gen.runs):,} visible to the "
-                f"key's project; {', '.join(f'{s} {n:,}' for s, n in states.items())}), "
-                f"{len(gen.steps):,} steps, loaded in {time.perf_counter() - t0:.1f} s "
-                f"(COPY/executemany, then ANALYZE); {table_sizes(kind, db_url, tmp)}")
-        cases = build_cases(gen)
-        del gen
-        with daphne_server(env, tmp / f"daphne-{kind}.log") as base:
-            api = Api(base, key)
-            try:
-                print(f"{step} {len(cases)} queries x {args.requests} requests ...",
-                      file=sys.stderr, flush=True)
-                timings = run_floor(api, args.requests)
-                timings += run_queries(api, cases, args.requests)
-                print(f"{step} cursor walks ...", file=sys.stderr, flush=True)
-                timings += run_cursors(api, cases, args.pages, args.walks)
-            finally:
-                api.close()
-        analysis: dict[str, Any] = {"cases": {}}
-        if args.explain != "none":
-            print(f"{step} SQL time and plans (subprocess) ...", file=sys.stderr, flush=True)
-            queries = tmp / f"explain-{kind}.json"
-            queries.write_text(json.dumps(
-                {t.case.label: (t.case.path, t.case.table) for t in timings
-                 if t.kind == "query"}))
-            analysis = run_phase(__file__, "explain", tmp / f"plans-{kind}.json",
-                                 ["--_queries", str(queries)], env, profile=args.profile,
-                                 timeout=600)
-    title = db_title(kind, PG_BENCH_DB, sqlite_note="temp file, WAL")
-    return DbReport(kind, title, load, timings, analysis)
-
-
-def print_header(args, redis_url: str | None) -> None:
-    print_machine("run list", args.db, load_average=True)
-    layer = f"Redis ({redis_url})" if redis_url else "in-memory"
-    print(f"  server      daphne, DEBUG=0, cache {layer}; client http.client, one keep-alive "
-          f"connection, key with runs:read")
-    print(f"  workload    GET {LIST_PATH}?limit={PAGE_SIZE} and GET {LIST_PATH}/{{id}}/events?"
-          f"limit={EVENT_PAGE_SIZE}: {args.requests} timed requests per query after "
-          f"{WARMUP_REQUESTS} warm-up ones; cursor: {args.walks} walks of {args.pages} next "
-          f"pages; runs created over {DAYS} days, ~85% succeeded, {OTHER_PROJECT_SHARE:.0%} of "
-          f"runs in another project")
-    print(flush=True)
-
-
-def print_report(report: DbReport, args) -> list[tuple[str, bool]]:
-    print(f"== {report.title} ==")
-    print(f"  data: {report.load}")
-    cases = report.analysis.get("cases", {})
-    width = 56
-    head = (f"  {'query':<{width}}{'rows':>5}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
-            f"{'SQL ms':>8}{'budget':>8}  result")
-    print(head)
-    print("  " + "-" * (len(head) - 2))
-    # A cursor walk on a small data set can end before its first timed page: nothing to judge.
-    empty = [t for t in report.timings if not t.ms]
-    report.timings = [t for t in report.timings if t.ms]
-    for t in empty:
-        print(f"  {t.case.label:<{width}} (no pages to time: the data ends first)")
-    for t in report.timings:
-        rows = f"{t.rows}{'+' if t.more else ''}" if t.kind == "query" else (
-            f"{t.rows}" if t.kind == "cursor" else "")
-        db_ms = cases.get(t.case.label, {}).get("db_ms")
-        db = f"{db_ms:>8.1f}" if db_ms is not None else f"{'':>8}"
-        budget, result = ((f"{'-':>8}", "info") if t.case.group is None
-                          else (f"{t.budget:>8.0f}", "PASS" if t.ok else "FAIL"))
-        print(f"  {t.case.label:<{width}}{rows:>5}{percentile(t.ms, 50):>9.1f}{t.p95:>9.1f}"
-              f"{max(t.ms):>9.1f}{db}{budget}  {result}")
-    print("  (rows: results on the first page, + when there is a next page; cursor rows: results "
-          "over all walks. SQL ms: the page's runs_run or runs_runevent query alone, executed and "
-          "fetched in-process, median of 5)")
-    floor = next((percentile(t.ms, 50) for t in report.timings
-                  if t.case.label == "limit=1 (reference)"), math.nan)
-    for t in report.timings:
-        info = cases.get(t.case.label)
-        if info is None or (t.ok and args.explain != "all"):
-            continue
-        print(f"\n  -- {'OVER BUDGET' if not t.ok else 'plan'}: {t.case.label} "
-              f"(p95 {t.p95:.1f} ms) --")
-        if "error" in info:
-            print(f"  {info['error']}")
-            continue
-        if not t.ok:
-            # A request without a real query costs about the limit=1 reference; what the SQL
-            # adds on top of that is what an index can remove.
-            where = ("the SQL is a large part: its SELECT DISTINCT sorts every matching row "
-                     "before the LIMIT" if info["sql"].startswith("SELECT DISTINCT")
-                     and info["db_ms"] >= 0.25 * t.p95 else
-                     "the SQL is a large part: an index would help"
-                     if info["db_ms"] >= 0.25 * t.p95 else
-                     "the SQL is a small part: the time goes outside the database (Python: auth, "
-                     "filters, DRF serializer, JSON; or the machine's load)")
-            p50 = percentile(t.ms, 50)
-            print(f"  SQL {info['db_ms']:.1f} ms of p95 {t.p95:.1f} ms (p50 {p50:.1f} ms; the "
-                  f"limit=1 reference p50 is {floor:.1f} ms); {where}")
-            if t.case.suggestion:
-                print(f"  suggestion: {t.case.suggestion}")
-        print(f"  {info['queries']} queries per request; the page query:")
-        print("  " + (info["sql"] + "\n" + info["plan"]).replace("\n", "\n  "))
-    if report.analysis.get("profile"):
-        print()
-        print("  " + report.analysis["profile"].replace("\n", "\n  "))
-    print(flush=True)
-    checks = []
-    for group_name, name in GROUPS:
-        group = [t for t in report.timings if t.case.group == group_name]
-        if not group:
-            continue
-        worst = max(group, key=lambda t: t.p95)
-        failed = [t.case.label for t in group if not t.ok]
-        text = (f"{report.kind}: {name}, {len(group)} queries: worst p95 {worst.p95:.1f} ms "
-                f"({worst.case.label}) <= {worst.budget:.0f} ms")
-        if failed:
-            text += f"; over budget: {', '.join(failed)}"
-        checks.append((text, not failed))
-    for text, ok in checks:
-        print(f"  {'PASS' if ok else 'FAIL'}  {text}")
-    print(flush=True)
-    return checks
+    t0 = time.perf_counter()
+    gen = DataGen(args.seed, n_events, n_runs, datetime.now(UTC),
+                  list_latency.projects(kind, db_url, sqlite_path))
+    print(f"[{kind}] loading {n_events:,} events in {len(gen.runs):,} runs ...",
+          file=sys.stderr, flush=True)
+    if kind == "postgres":
+        load_postgres(db_url, gen)
+    else:
+        load_sqlite(sqlite_path, gen)
+    assert gen.n_rows == n_events, (gen.n_rows, n_events)
+    gen.sample_trace_id, gen.sample_idempotency_key = samples(kind, db_url, sqlite_path,
+                                                              gen.projects[0])
+    states = {s: sum(r.state == s for r in gen.runs) for s, _w in STATES}
+    sizes = list_latency.table_sizes(kind, db_url, sqlite_path,
+                                     ("runs_run", "runs_runevent", "runs_step"))
+    loaded = (f"{n_events:,} events in {len(gen.runs):,} runs "
+              f"({sum(r.project_id == gen.projects[0] for r in gen.runs):,} visible to the "
+              f"key's project; {', '.join(f'{s} {n:,}' for s, n in states.items())}), "
+              f"{len(gen.steps):,} steps, loaded in {time.perf_counter() - t0:.1f} s "
+              f"(COPY/executemany, then ANALYZE); {sizes}")
+    return loaded, build_cases(gen)
 
 
 def parse_args(argv: list[str] | None = None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    p.add_argument("--db", choices=("postgres", "sqlite", "both"), default="postgres")
+    p = list_latency.parser(__doc__)
     p.add_argument("--events", type=int, default=0,
                    help=f"run events to load (default {DEFAULT_EVENTS:,})")
     p.add_argument("--runs", type=int, default=0,
                    help=f"runs they belong to (about; default {DEFAULT_RUNS:,})")
-    p.add_argument("--requests", type=int, default=50, help="timed requests per query")
-    p.add_argument("--pages", type=int, default=10, help="next pages per cursor walk")
-    p.add_argument("--walks", type=int, default=5, help="cursor walks per case")
-    p.add_argument("--explain", choices=("failed", "all", "none"), default="failed",
-                   help="print query plans of the cases over budget (or all; none: also skip "
-                        "the SQL ms column)")
-    p.add_argument("--profile", action="store_true",
-                   help="also print a cProfile of one run list and one event page request, "
-                        "in-process")
-    p.add_argument("--redis", choices=("auto", "on", "off"), default="auto",
-                   help=f"cache on Redis ({REDIS_URL}; auto: if reachable)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (daphne logs)")
-    p.add_argument("--_phase", dest="phase", help=argparse.SUPPRESS)
-    p.add_argument("--_queries", dest="queries", help=argparse.SUPPRESS)
-    p.add_argument("--_out", dest="out", help=argparse.SUPPRESS)
+    list_latency.add_options(p, walks_help="cursor walks per case", seed=7,
+                             profile_help="also print a cProfile of one run list and one event "
+                                          "page request, in-process")
     args = p.parse_args(argv)
     if args.events < 0 or args.runs < 0 or args.requests < 1 or args.pages < 1 or args.walks < 1:
         p.error("--events and --runs must be >= 0 (0: default); --requests, --pages and "
@@ -1252,14 +877,7 @@ def parse_args(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.phase == "explain":
-        phase_explain(args)
-        return 0
-    return run_bench(
-        args, tmp_prefix="tf-bench-run-list-", order=("postgres", "sqlite"), header=print_header,
-        bench_one=lambda kind, tmp, redis_url: print_report(
-            bench_database(kind, args, tmp, redis_url), args))
+    return list_latency.main(parse_args(argv), BENCH, load)
 
 
 if __name__ == "__main__":
