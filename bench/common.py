@@ -47,6 +47,19 @@ Checks = list[tuple[str, bool]]
 # --- measuring ---------------------------------------------------------------------------------
 
 
+def prose(rng, words: Sequence[str], lo: int, hi: int, prefix: str = "") -> str:
+    """Words drawn from ``words`` until the text is ``lo``..``hi`` characters (the workloads'
+    log lines, prompts and tool output); deterministic for a seeded ``rng``."""
+    target = rng.randint(lo, hi)
+    out = [prefix] if prefix else []
+    size = len(prefix)
+    while size < target:
+        word = rng.choice(words)
+        out.append(word)
+        size += len(word) + 1
+    return " ".join(out)[:hi]
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return math.nan

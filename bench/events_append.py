@@ -65,6 +65,7 @@ from common import (  # bench/ is not a package: this folder is on sys.path
     print_checks,
     print_machine,
     profile_text,
+    prose,
     run_bench,
     run_phase,
     setup_django,
@@ -118,14 +119,7 @@ class EventFactory:
         self.open_calls: list[tuple[str, str]] = []
 
     def text(self, lo: int, hi: int, prefix: str = "") -> str:
-        target = self.rng.randint(lo, hi)
-        words = [prefix] if prefix else []
-        size = len(prefix)
-        while size < target:
-            word = self.rng.choice(WORDS)
-            words.append(word)
-            size += len(word) + 1
-        return " ".join(words)[:hi]
+        return prose(self.rng, WORDS, lo, hi, prefix)
 
     def log(self) -> dict:
         rng = self.rng

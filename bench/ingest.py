@@ -85,6 +85,7 @@ from common import (  # bench/ is not a package: this folder is on sys.path
     print_checks,
     print_machine,
     profile_text,
+    prose,
     run_bench,
     run_phase,
     setup_django,
@@ -211,13 +212,7 @@ class SpanFactory:
         self.prompts = [self._prompt(i) for i in range(64)]
 
     def text(self, lo: int, hi: int, prefix: str = "") -> str:
-        target = self.rng.randint(lo, hi)
-        words, size = ([prefix] if prefix else []), len(prefix)
-        while size < target:
-            word = self.rng.choice(WORDS)
-            words.append(word)
-            size += len(word) + 1
-        return " ".join(words)[:hi]
+        return prose(self.rng, WORDS, lo, hi, prefix)
 
     def _prompt(self, i: int) -> str:
         head = f"System: You are agent #{i}. Follow the plan and cite the files you read.\nUser: "

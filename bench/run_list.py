@@ -52,6 +52,7 @@ from typing import Any
 
 import list_latency  # bench/ is not a package: this folder is on sys.path
 import psycopg
+from common import prose
 from list_latency import COPY_ESCAPES, COPY_NULL, PAGE_SIZE, WARMUP_REQUESTS, copy_text, weighted
 from psycopg import sql
 
@@ -180,14 +181,7 @@ class DataGen:
     # -- small helpers --
 
     def _text(self, lo: int, hi: int, prefix: str = "") -> str:
-        target = self.rng.randint(lo, hi)
-        words = [prefix] if prefix else []
-        size = len(prefix)
-        while size < target:
-            word = self.rng.choice(_WORDS)
-            words.append(word)
-            size += len(word) + 1
-        return " ".join(words)[:hi]
+        return prose(self.rng, _WORDS, lo, hi, prefix)
 
     def _ulid(self, us: int, prefix: str) -> str:
         value = (us // 1000) << 80 | self.rng.getrandbits(80)
