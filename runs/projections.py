@@ -96,6 +96,10 @@ def apply_event(run: Run, event: RunEvent, steps: dict[str, Step]) -> list[Step]
             run.started_at = at
     elif etype == lc.RUN_RETRYING:
         run.state = RunState.QUEUED
+        if payload.get("counts_as_attempt") is False:
+            # A worker that shut down handed the run back: the attempt it had begun is not
+            # spent, so the next start is numbered as this one was.
+            run.attempt = max(run.attempt - 1, 0)
         run.error = payload.get("error", "")
         run.run_after = _dt(payload.get("run_after"))
         run.claimed_by = ""

@@ -306,8 +306,10 @@ def _reap(run: Run, timeout: float, result: ReapResult) -> None:
 # --- handing a run back -----------------------------------------------------------------------
 
 def run_release(*, run_id: str, worker_id: str, reason: str = "worker_shutdown") -> Run:
-    """A worker that stops before its job finished hands the run back to the queue at once
-    (not counted as a failure), or cancels it when a cancel was requested meanwhile."""
+    """A worker that stops before its job finished hands the run back to the queue at once,
+    or cancels it when a cancel was requested meanwhile. A hand-back is neither a failure nor
+    an attempt: the next start gets the same attempt number, so restarts and deploys can never
+    exhaust ``max_attempts``."""
     with transaction.atomic():
         run = _lock_run(run_id)
         _check_transition(run, "retry")
@@ -320,7 +322,7 @@ def run_release(*, run_id: str, worker_id: str, reason: str = "worker_shutdown")
             etype = lc.RUN_CANCELED
         else:
             etype = lc.RUN_RETRYING
-            payload.update(retryable=True, run_after=None)
+            payload.update(retryable=True, run_after=None, counts_as_attempt=False)
         event, steps = _append_lifecycle(run, etype, payload, steps=_open_steps(run),
                                          level="warn", source="worker")
         _save_projection(run, steps, [event])

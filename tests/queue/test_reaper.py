@@ -11,7 +11,7 @@ from runs import services
 from runs.errors import InvalidTransition, NotFound
 from runs.models import Run, RunEvent, Step
 from runs.projections import RUN_PROJECTED_FIELDS, STEP_PROJECTED_FIELDS
-from runs.queue import run_claim_next, run_heartbeat, runs_heartbeat, runs_reap
+from runs.queue import run_claim_next, run_heartbeat, run_release, runs_heartbeat, runs_reap
 
 pytestmark = pytest.mark.django_db
 
@@ -148,3 +148,39 @@ def test_projections_rebuild_after_reaping(project):
     after = (list(Run.objects.order_by("id").values("id", *RUN_PROJECTED_FIELDS)),
              list(Step.objects.order_by("id").values("id", *STEP_PROJECTED_FIELDS)))
     assert after == before
+
+
+def test_hand_backs_never_spend_attempts(project):
+    """Four graceful shutdowns in a row leave the run on its first attempt, not at 5 of 3."""
+    run = claimed(project, max_attempts=3)
+    for n in range(4):
+        run_release(run_id=run.id, worker_id=f"w-{n + 1}")
+        run.refresh_from_db()
+        assert (run.state, run.attempt) == ("queued", 0)
+        assert last_event(run).payload["counts_as_attempt"] is False
+        (run,) = run_claim_next(f"w-{n + 2}")
+        assert run.attempt == 1
+    assert list(RunEvent.objects.filter(run=run, type="run.started")
+                .values_list("payload__attempt", flat=True)) == [1] * 5
+
+
+def test_a_hand_back_then_a_crash_leaves_attempts_to_retry(project):
+    run = claimed(project, max_attempts=2)
+    run_release(run_id=run.id, worker_id="w-1")
+    (run,) = run_claim_next("w-2")
+    age_heartbeat(run, 120)  # w-2 was SIGKILLed
+    assert runs_reap(stall_timeout=60).requeued == [run.id]
+    (run,) = run_claim_next("w-3")
+    assert run.attempt == 2
+
+
+def test_projections_rebuild_after_hand_backs(project):
+    run = claimed(project, max_attempts=3)
+    run_release(run_id=run.id, worker_id="w-1")
+    run_claim_next("w-2")
+    run.refresh_from_db()
+    expected = {f: getattr(run, f) for f in RUN_PROJECTED_FIELDS}
+    Run.objects.filter(pk=run.pk).update(attempt=7)
+    services.projections_rebuild(run_ids=[run.id])
+    run.refresh_from_db()
+    assert {f: getattr(run, f) for f in RUN_PROJECTED_FIELDS} == expected

@@ -177,6 +177,6 @@ class TestWorkerLoop:
         thread.join(30)
         assert not thread.is_alive()
         run.refresh_from_db()
-        assert run.state == "queued" and run.attempt == 1 and run.claimed_by == ""
+        assert run.state == "queued" and run.attempt == 0 and run.claimed_by == ""
         event = RunEvent.objects.filter(run=run).order_by("-id").first()
         assert event.type == "run.retrying" and event.payload["reason"] == "worker_shutdown"

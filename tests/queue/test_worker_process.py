@@ -85,7 +85,7 @@ def test_sigterm_hands_back_a_job_that_outlives_the_grace_period(project, worker
     worker.proc.send_signal(signal.SIGTERM)
     assert worker.proc.wait(60) == 0, worker.log
     run.refresh_from_db()
-    assert run.state == "queued" and run.claimed_by == "" and run.attempt == 1
+    assert run.state == "queued" and run.claimed_by == "" and run.attempt == 0
     event = RunEvent.objects.filter(run=run).order_by("-id").first()
     assert event.type == "run.retrying" and event.payload["reason"] == "worker_shutdown"
     assert "event=run.released" in worker.log
