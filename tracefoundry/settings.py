@@ -134,7 +134,13 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "tracefoundry"),
             # One pool per process, not one per request (see tracefoundry/cache.py).
-            "OPTIONS": {"pool_class": "tracefoundry.cache.SharedConnectionPool"},
+            "OPTIONS": {
+                "pool_class": "tracefoundry.cache.SharedConnectionPool",
+                # A Redis that is down or unreachable must cost a request milliseconds, not the
+                # OS's connect timeout: throttles then fail open (tracefoundry/throttling.py).
+                "socket_connect_timeout": 0.5,
+                "socket_timeout": 1.0,
+            },
         }
     }
 else:
