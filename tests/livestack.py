@@ -76,13 +76,16 @@ class LiveStack:
     servers: dict[str, Server] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, workdir: Path) -> LiveStack:
+    def create(cls, workdir: Path, *, database_url: str | None = None,
+               env: dict | None = None) -> LiveStack:
+        """``database_url``: a database of the caller's (e.g. a fault test's own cluster),
+        migrated here and never dropped; ``env``: settings on top of the stack's."""
         suite_db = os.environ.get("DATABASE_URL", "")
         pg_name = None
-        if suite_db.startswith(("postgres://", "postgresql://")):
+        if database_url is None and suite_db.startswith(("postgres://", "postgresql://")):
             pg_name = f"tf_live_{os.getpid()}_{secrets.token_hex(3)}"
             database_url = _postgres_database(suite_db, pg_name)
-        else:
+        elif database_url is None:
             database_url = f"sqlite:///{workdir / 'live.sqlite3'}"
         env = {
             **os.environ,
@@ -96,6 +99,7 @@ class LiveStack:
             "TRACEFOUNDRY_THROTTLE_CANCEL": "1000000/min",
             "TRACEFOUNDRY_THROTTLE_INGEST": "1000000/min",
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
         stack = cls(workdir=workdir, database_url=database_url, pg_name=pg_name, env=env)
         stack.manage("migrate", "--noinput")

@@ -2,7 +2,8 @@
 
 DRF exceptions and the run ledger's domain errors go through ``exception_handler``; anything
 Django answers itself on an API path (unknown URL, body too large, an unexpected exception) is
-rewritten by ``ApiErrorMiddleware``, in DEBUG too, so API clients never get an HTML page.
+rewritten by ``ApiErrorMiddleware``, in DEBUG too, so API clients never get an HTML page. A view
+that could not reach the database answers 503 with ``Retry-After`` on every path, never 500.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import logging
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import JsonResponse
+from django import db
+from django.http import HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -20,6 +22,24 @@ from runs import errors as ledger
 log = logging.getLogger(__name__)
 
 API_PREFIXES = ("/api/", "/otlp/")
+
+# What a client should wait before retrying when the database could not serve its request.
+RETRY_AFTER_SECONDS = 2
+# The database is down, restarting, unreachable, out of pooled connections, or it broke off
+# the statement (a deadlock, a cancelled query): the request was not served, and a retry may be.
+# A 500 would tell an OTLP exporter to drop the batch; a 503 with Retry-After tells it to retry.
+DEPENDENCY_ERRORS = (db.OperationalError, db.InterfaceError)
+
+
+def dependency_unavailable(request) -> HttpResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if not request.path.startswith(API_PREFIXES):
+        return HttpResponse("Service temporarily unavailable; retry shortly.\n", status=503,
+                            content_type="text/plain; charset=utf-8", headers=headers)
+    return JsonResponse(
+        error_body("unavailable", "The database is unavailable; retry shortly.",
+                   {"retry_after": RETRY_AFTER_SECONDS}),
+        status=503, headers=headers)
 
 
 _LEDGER_STATUS = {
@@ -71,7 +91,7 @@ def exception_handler(exc, context):
 
 _STATUS_CODES = {
     400: "bad_request", 403: "permission_denied", 404: "not_found", 405: "method_not_allowed",
-    413: "payload_too_large", 500: "server_error",
+    413: "payload_too_large", 500: "server_error", 503: "unavailable",
 }
 
 
@@ -104,6 +124,11 @@ class ApiErrorMiddleware:
         return response
 
     def process_exception(self, request, exception):
+        if isinstance(exception, DEPENDENCY_ERRORS):
+            log.warning("event=dependency.unavailable method=%s path=%s error=%s: %s",
+                        request.method, request.path, type(exception).__name__,
+                        str(exception).strip().splitlines()[0] if str(exception) else "")
+            return dependency_unavailable(request)
         if not request.path.startswith(API_PREFIXES):
             return None
         log.exception("unhandled error on %s %s", request.method, request.path)

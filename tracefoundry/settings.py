@@ -104,8 +104,15 @@ elif env_bool("DB_POOL", True):
     _db.setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": env_int("DB_POOL_MAX_SIZE", 10, minimum=1),
-        "timeout": 10,
+        # How long a request waits for a connection before it is answered 503 + Retry-After.
+        "timeout": env_int("DB_POOL_TIMEOUT", 5, minimum=1),
     }
+    # With a pool, Django turns this into psycopg_pool's ``check``: a pooled connection is
+    # checked before it is handed out, so after the database restarts the first request gets a
+    # live connection, not one the restart killed.
+    _db["CONN_HEALTH_CHECKS"] = True
+    # An unreachable database host fails a connection attempt in seconds, not minutes.
+    _db["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 3, minimum=1))
 else:
     _db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}

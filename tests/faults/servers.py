@@ -3,9 +3,12 @@ start again. The machine's own services (5432, 6379) are never touched."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,3 +64,55 @@ class RedisServer:
             self.proc.wait(10)
         self.proc = None
         _wait_for_port(self.port, up=False)
+
+
+class PostgresCluster:
+    """A PostgreSQL cluster of the test's own (``initdb``/``pg_ctl``) on a free port.
+
+    As root, the cluster belongs to the ``postgres`` user (PostgreSQL refuses to run as root).
+    """
+
+    def __init__(self) -> None:
+        self.initdb = shutil.which("initdb")
+        self.pg_ctl = shutil.which("pg_ctl")
+        if self.initdb is None or self.pg_ctl is None:
+            pytest.skip("initdb/pg_ctl are not installed")
+        self.root = Path(tempfile.mkdtemp(prefix="tf-faults-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.root, user="postgres", group="postgres")
+        self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                  "--no-sync", "-E", "UTF8")
+
+    def _run(self, *args: str) -> None:
+        command = ["runuser", "-u", "postgres", "--", *args] if self._as_postgres else list(args)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> PostgresCluster:
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off -c full_page_writes=off -c max_connections=50")
+        self._run(self.pg_ctl, "-D", str(self.data), "-o", options,
+                  "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def remove(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already stopped
+            self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
