@@ -3,11 +3,14 @@
 PRODUCT.md §14: "event committed → websocket client received, p95 well under 100 ms on one
 machine"; issue #4: p95 ≤ 50 ms at 100 clients on Redis.
 
-For each database (``--db``) and each channel layer (in-memory: one daphne process; Redis: the
-event is appended through one daphne process while the clients listen on another, the
-production shape), it opens N real WebSocket clients (``websockets``) on ``/ws/runs/<id>/``
-(they acknowledge as the protocol asks), then appends ``--events`` single events through
-``POST /api/v1/runs/<id>/events`` at ``--rate`` per second and records, per client and event:
+For each database (``--db``) and each channel layer (in-memory: one daphne process; embedded:
+the in-memory layer with the event appended through a second daphne process, so it reaches the
+clients through the database watcher, as a worker's or the CLI's changes do in the embedded
+default; Redis: the event is appended through one daphne process while the clients listen on
+another, the production shape), it opens N real WebSocket clients (``websockets``) on
+``/ws/runs/<id>/`` (they acknowledge as the protocol asks), then appends ``--events`` single
+events through ``POST /api/v1/runs/<id>/events`` at ``--rate`` per second and records, per
+client and event:
 
 * commit → receipt: the receipt time minus the event's ``created_at`` (stamped by the server
   inside the appending transaction, so this slightly over-counts: it includes the insert and
@@ -42,6 +45,7 @@ import httpx
 import websockets
 
 BUDGET_P95_MS = 50.0
+EMBEDDED_GOAL_P95_MS = 1000.0  # issue #11: another process's change on the page within 1 s
 
 
 def _ts(iso: str) -> float:
@@ -147,16 +151,19 @@ def bench_one(kind: str, tmp: Path, redis_url: str | None, args) -> common.Check
     checks: common.Checks = []
     print(f"== {common.db_title(kind, 'tracefoundry_bench_live')}")
     print(f"  {'':<44} {'msgs':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-    layers = ["memory"] + (["redis"] if redis_url else [])
+    # memory: one process (the in-memory layer); embedded: the same layer, but the events are
+    # appended through another process (a worker, the CLI), so they reach the clients through
+    # the database watcher (runs/follow.py); redis: through the Redis layer between processes.
+    layers = ["memory", "embedded"] + (["redis"] if redis_url else [])
     with common.bench_db(kind, tmp, redis_url, pg_db="tracefoundry_bench_live",
                          sqlite_name="live.sqlite3", scopes="runs:read,runs:write") as (
             _db, env, key):
         for layer in layers:
             layer_env = dict(env)
-            if layer == "memory":
+            if layer != "redis":
                 layer_env.pop("REDIS_URL", None)
             with common.daphne_server(layer_env, tmp / f"daphne-{kind}-{layer}-a.log") as a:
-                if layer == "redis":
+                if layer != "memory":
                     ctx = common.daphne_server(layer_env, tmp / f"daphne-{kind}-{layer}-b.log")
                 else:
                     ctx = _same(a)
@@ -173,6 +180,12 @@ def bench_one(kind: str, tmp: Path, redis_url: str | None, args) -> common.Check
                             checks.append((f"p95 commit → receipt at {clients} clients on Redis "
                                            f"{p95:.1f} ms ≤ {BUDGET_P95_MS:.0f} ms",
                                            p95 <= BUDGET_P95_MS))
+                        if layer == "embedded" and clients == max(args.clients):
+                            p95 = common.percentile(result["commit"], 95)
+                            checks.append((f"p95 commit → receipt at {clients} clients across "
+                                           f"processes without Redis {p95:.1f} ms ≤ "
+                                           f"{EMBEDDED_GOAL_P95_MS:.0f} ms",
+                                           p95 <= EMBEDDED_GOAL_P95_MS))
                         if result["n"] != clients * args.events:
                             checks.append((f"{layer} {clients} clients: every event received "
                                            f"({result['n']}/{clients * args.events})", False))

@@ -12,22 +12,35 @@ Protocol (JSON text frames; see README "Live streaming"):
   behind longer than TRACEFOUNDRY_WS_ACK_TIMEOUT seconds is sent ``{"type": "resync",
   "after_id": N}`` and closed with 4008: it reconnects with ``after_id`` and catches up from
   the database. The backlog is never buffered in memory.
+* server → client ``{"type": "keepalive"}`` after TRACEFOUNDRY_SSE_KEEPALIVE_SECONDS without
+  anything else: a client that hears nothing for a few intervals knows the stream is stale and
+  reconnects.
+* server → client ``{"type": "end", "state", "last_id"}`` on a run stream once the run has
+  finished and its last event was sent; the socket then closes with 1000.
 * Refusals are an accepted socket closed at once with 4401 (not authenticated), 4403 (role or
   key scope) or 4404 (no such run or project for this caller).
+
+What is sent is decided by a follower (runs/follow.py), shared with the SSE streams: it
+follows the channel layer when that works and the database always, so a change made by any
+process reaches the socket, and a channel layer that is down fails nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict, deque
 
 import orjson
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from runs import live, realtime
+from runs import follow, live, realtime
 from runs.models import Project, Run
 from tracefoundry.roles import Access, Cap
 
@@ -37,8 +50,6 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_RESYNC = 4008
-# Counter-only snapshot changes are sent at most this often per client.
-SNAPSHOT_INTERVAL = 0.25
 # Every socket of a process that follows a run gets the same frame for an event: encode it once.
 _FRAME_CACHE_SIZE = 4096
 _event_frames: OrderedDict[int, str] = OrderedDict()
@@ -75,7 +86,8 @@ def _after_id(scope) -> int | None:
 
 
 class _LiveConsumer(AsyncJsonWebsocketConsumer):
-    """Authorisation, flow control and the ack/resync protocol; subclasses say what to send."""
+    """Authorisation, the channel layer (best-effort), flow control and the ack/resync
+    protocol around a follower (runs/follow.py), which decides what is sent."""
 
     group: str = ""
 
@@ -83,12 +95,37 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
     async def encode_json(cls, content) -> str:
         return orjson.dumps(content).decode()
 
+    async def __call__(self, scope, receive, send):
+        """Channels' consumer loop, except that a channel layer that is down (Redis) does not
+        fail the handshake: the socket then follows the database alone."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        if self.channel_layer is not None:
+            try:
+                self.channel_name = await asyncio.wait_for(self.channel_layer.new_channel(),
+                                                           follow.LAYER_TIMEOUT)
+            except Exception as exc:
+                log.warning("live: channel layer unavailable, following the database: %r", exc)
+                self.channel_layer = None
+        self.base_send = send
+        sources = [receive] if self.channel_layer is None else [receive, self._layer_receive]
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch(sources, self.dispatch)
+
+    async def _layer_receive(self):
+        try:
+            return await self.channel_layer.receive(self.channel_name)
+        except Exception as exc:
+            log.warning("live: channel layer receive failed, following the database: %r", exc)
+            await asyncio.Event().wait()  # never returns: the follower's watcher carries on
+
     async def connect(self) -> None:
         self.unacked: deque[int] = deque()
         self.ack_timer: asyncio.TimerHandle | None = None
+        self.room_freed = asyncio.Event()
         self.closed = False
-        self.behind = False
-        self.lock = asyncio.Lock()
+        self.follower: follow.Follower | None = None
+        self.task: asyncio.Task | None = None
         await self.accept()
         access = scope_access(self.scope)
         if access.api_key is None and not getattr(access.user, "is_authenticated", False):
@@ -101,10 +138,14 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
         if not await self.authorize(access):
             return await self._refuse(CLOSE_NOT_FOUND, "no such stream for you")
         self.group = self.group_name()
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        async with self.lock:
-            await self.start(after_id)
-            await self.pump()
+        if self.channel_layer is not None:
+            try:
+                await asyncio.wait_for(self.channel_layer.group_add(self.group, self.channel_name),
+                                       follow.LAYER_TIMEOUT)
+            except Exception as exc:
+                log.warning("live: could not join %s, following the database: %r", self.group, exc)
+        self.follower = await self.start(after_id)
+        self.task = asyncio.get_running_loop().create_task(self._follow())
 
     async def _refuse(self, code: int, reason: str) -> None:
         self.closed = True
@@ -113,11 +154,19 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code) -> None:
         self.closed = True
-        for timer in (self.ack_timer, getattr(self, "snapshot_timer", None)):
-            if timer is not None:
-                timer.cancel()
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.ack_timer is not None:
+            self.ack_timer.cancel()
+        if self.task is not None:
+            self.task.cancel()
+        if self.follower is not None:
+            self.follower.close()
+        if self.group and self.channel_layer is not None:
+            try:
+                await asyncio.wait_for(
+                    self.channel_layer.group_discard(self.group, self.channel_name),
+                    follow.LAYER_TIMEOUT)
+            except Exception:  # the client is gone either way
+                log.debug("group_discard failed", exc_info=True)
 
     async def receive_json(self, content, **kwargs) -> None:
         if not isinstance(content, dict) or content.get("type") != "ack":
@@ -128,42 +177,71 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
         while self.unacked:
             if self.unacked.popleft() == last_id:
                 break
-        if self.ack_timer is not None and self.room() > 0:
-            self.ack_timer.cancel()
-            self.ack_timer = None
-        if self.behind and self.room() > 0:
-            async with self.lock:
-                self.behind = False
-                await self.catch_up_after_pause()
+        if self.room() > 0:
+            if self.ack_timer is not None:
+                self.ack_timer.cancel()
+                self.ack_timer = None
+            self.room_freed.set()
 
-    # --- flow control -----------------------------------------------------------------------
+    async def run_update(self, message: dict) -> None:
+        """A ``run.update`` from runs/realtime.py."""
+        if self.follower is not None:
+            self.follower.offer(message)
+
+    async def run_batch(self, batch: dict) -> None:
+        """Several ``run.update`` messages the sender sent together, in order."""
+        if self.follower is not None:
+            self.follower.offer(batch)
+
+    # --- the follow loop and flow control -----------------------------------------------------
 
     @staticmethod
-    def later(delay: float, coroutine_function) -> asyncio.TimerHandle:
-        """Run ``coroutine_function()`` as a task after ``delay`` seconds (cancellable)."""
-        loop = asyncio.get_running_loop()
-        return loop.call_later(delay, lambda: loop.create_task(coroutine_function()))
+    def keepalive() -> float:
+        return float(settings.TRACEFOUNDRY_SSE_KEEPALIVE_SECONDS)
+
+    async def _follow(self) -> None:
+        try:
+            while not self.closed:
+                room = self.room()
+                if room <= 0:
+                    self.window_full()
+                    self.room_freed.clear()
+                    await self.room_freed.wait()
+                    continue
+                items = await self.follower.next(min(live.PAGE, room),
+                                                 keepalive=self.keepalive())
+                for kind, data in items:
+                    if self.closed:
+                        return
+                    if kind == "event":
+                        self.unacked.append(data["id"])
+                        await self.send(text_data=event_frame(data))
+                    elif kind == "run":
+                        await self.send_json({"type": "run", "run": data})
+                    elif kind == "keepalive":
+                        await self.send_json({"type": "keepalive"})
+                    elif kind == "end":
+                        self.closed = True
+                        await self.send_json({"type": "end", **data})
+                        await self.close(code=1000)
+                        return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("live stream %s failed", self.group)
+            if not self.closed:
+                self.closed = True
+                await self.close(code=1011)
 
     def room(self) -> int:
         return settings.TRACEFOUNDRY_WS_WINDOW - len(self.unacked)
 
-    def page_limit(self) -> int:
-        """How many events the next database page may hold; 0 marks the window full."""
-        room = self.room()
-        if room <= 0:
-            self.window_full()
-            return 0
-        return min(live.PAGE, room)
-
-    async def send_event(self, event: dict) -> None:
-        self.unacked.append(event["id"])
-        await self.send(text_data=event_frame(event))
-
     def window_full(self) -> None:
         """Stop sending; if no ack frees the window in time, tell the client to resync."""
-        self.behind = True
         if self.ack_timer is None and not self.closed:
-            self.ack_timer = self.later(settings.TRACEFOUNDRY_WS_ACK_TIMEOUT, self.resync)
+            loop = asyncio.get_running_loop()
+            self.ack_timer = loop.call_later(settings.TRACEFOUNDRY_WS_ACK_TIMEOUT,
+                                             lambda: loop.create_task(self.resync()))
 
     async def resync(self) -> None:
         if self.closed:
@@ -172,20 +250,8 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "resync", "after_id": self.resume_id()})
         await self.close(code=CLOSE_RESYNC)
 
-    async def run_update(self, message: dict) -> None:
-        """A ``run.update`` from runs/realtime.py."""
-        if self.closed:
-            return
-        async with self.lock:
-            await self.on_update(message)
-
-    async def run_batch(self, batch: dict) -> None:
-        """Several ``run.update`` messages the sender sent together, in order."""
-        async with self.lock:
-            for message in batch["messages"]:
-                if self.closed:
-                    return
-                await self.on_update(message)
+    def resume_id(self) -> int:
+        return self.unacked[0] - 1 if self.unacked else self.follower.resume_id()
 
     # --- for subclasses -------------------------------------------------------------------
 
@@ -195,24 +261,13 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
     def group_name(self) -> str:
         raise NotImplementedError
 
-    async def start(self, after_id: int | None) -> None:
-        raise NotImplementedError
-
-    async def pump(self) -> None:
-        raise NotImplementedError
-
-    async def on_update(self, message: dict) -> None:
-        raise NotImplementedError
-
-    async def catch_up_after_pause(self) -> None:
-        await self.pump()
-
-    def resume_id(self) -> int:
+    async def start(self, after_id: int | None) -> follow.Follower:
         raise NotImplementedError
 
 
 class RunStreamConsumer(_LiveConsumer):
-    """``/ws/runs/<run_id>/?after_id=N``: one run's snapshot and events."""
+    """``/ws/runs/<run_id>/?after_id=N``: one run's snapshot and events; ``end`` and close 1000
+    once the run has finished and its last event was sent."""
 
     async def authorize(self, access: Access) -> bool:
         self.run_id = self.scope["url_route"]["kwargs"]["run_id"]
@@ -226,64 +281,11 @@ class RunStreamConsumer(_LiveConsumer):
     def group_name(self) -> str:
         return realtime.run_group(self.run_id)
 
-    async def start(self, after_id: int | None) -> None:
-        last_id, last_seq = await database_sync_to_async(live.run_cursor_start)(
-            self.run_id, after_id or 0)
-        self.cursor = live.RunCursor(last_id=last_id, last_seq=last_seq)
-        self.snapshot_timer = None
-        self.state = live.SnapshotState(
-            snapshot=await database_sync_to_async(live.run_live_snapshot)(self.run_id))
-        await self.send_json({"type": "run", "run": self.state.snapshot})
-
-    async def pump(self) -> None:
-        """Send what the database holds after the cursor, as far as the window allows."""
-        while not self.closed:
-            limit = self.page_limit()
-            if not limit:
-                break
-            events = await database_sync_to_async(live.run_events_after)(
-                self.run_id, self.cursor.last_id, limit)
-            await self._send_events(events)
-            if len(events) < limit:
-                break
-        await self._send_snapshot()
-
-    async def _send_events(self, events: list[dict]) -> None:
-        for event in events:
-            self.cursor.advance(event)
-            self.state.saw_event(event)
-            await self.send_event(event)
-
-    async def _send_snapshot(self) -> None:
-        """Send the snapshot now when something people watch changed, else soon (coalesced)."""
-        if self.closed or not self.state.dirty:
-            return
-        if self.state.urgent:
-            await self.send_json({"type": "run", "run": self.state.take()})
-        elif self.snapshot_timer is None:
-            self.snapshot_timer = self.later(SNAPSHOT_INTERVAL, self._flush_snapshot)
-
-    async def _flush_snapshot(self) -> None:
-        async with self.lock:
-            self.snapshot_timer = None
-            snapshot = self.state.take()
-            if snapshot is not None and not self.closed:
-                await self.send_json({"type": "run", "run": snapshot})
-
-    async def on_update(self, message: dict) -> None:
-        self.state.merge_message(message)
-        if self.behind:
-            return  # the database keeps them until the client acks
-        fresh = self.cursor.fresh(message["events"] or []) if message["events"] is not None \
-            else None
-        if fresh is None or len(fresh) > self.room():
-            await self.pump()
-            return
-        await self._send_events(fresh)
-        await self._send_snapshot()
-
-    def resume_id(self) -> int:
-        return self.unacked[0] - 1 if self.unacked else self.cursor.last_id
+    async def start(self, after_id: int | None) -> follow.Follower:
+        follower = follow.RunFollower(self.run_id)
+        snapshot = await follower.start(after_id or 0)
+        await self.send_json({"type": "run", "run": snapshot})
+        return follower
 
 
 class ProjectStreamConsumer(_LiveConsumer):
@@ -305,82 +307,7 @@ class ProjectStreamConsumer(_LiveConsumer):
     def group_name(self) -> str:
         return realtime.project_group(self.slug)
 
-    async def start(self, after_id: int | None) -> None:
-        if after_id is None:
-            after_id = await database_sync_to_async(live.project_tail_start)(self.project_id)
-        self.cursor = live.ProjectCursor(after_id=after_id)
-        self.high_id = after_id  # the global id the database catch-up has reached
-        self.catching_up = True
-        self.missed = False
-        self.snapshot_timer = None
-        self.run_states: dict[str, str] = {}
-        self.pending_runs: dict[str, dict] = {}
-
-    async def pump(self) -> None:
-        while self.catching_up and not self.closed:
-            limit = self.page_limit()
-            if not limit:
-                return
-            events = await database_sync_to_async(live.project_events_after)(
-                self.project_id, self.high_id, limit)
-            for event in events:
-                self.high_id = event["id"]
-                cursor = self.cursor.run(event["run_id"])
-                if event["seq"] > cursor.last_seq:
-                    cursor.advance(event)
-                    await self.send_event(event)
-            if len(events) < limit:
-                self.catching_up = False
-
-    async def on_update(self, message: dict) -> None:
-        if self.catching_up:
-            return  # the catch-up reads it from the database
-        if self.behind:
-            self.missed = True  # too slow to follow a whole project live: it will resync
-            return
-        run_id = message["run_id"]
-        cursor = self.cursor.run(run_id)
-        fresh = cursor.fresh(message["events"] or []) if message["events"] is not None else None
-        if fresh is None:
-            fresh = await database_sync_to_async(live.run_events_after)(
-                run_id, cursor.last_id, live.PAGE)
-            fresh = [e for e in fresh if e["seq"] > cursor.last_seq]
-        if len(fresh) > self.room():
-            self.window_full()
-            self.missed = True
-            return
-        for event in fresh:
-            cursor.advance(event)
-            await self.send_event(event)
-        await self._send_run(message["run"])
-
-    async def _send_run(self, run: dict) -> None:
-        """A run's new state goes out at once; its counters moving, coalesced per run."""
-        if self.run_states.get(run["id"]) != run["state"]:
-            self.run_states[run["id"]] = run["state"]
-            self.pending_runs.pop(run["id"], None)
-            await self.send_json({"type": "run", "run": run})
-            return
-        self.pending_runs[run["id"]] = run
-        if self.snapshot_timer is None:
-            self.snapshot_timer = self.later(SNAPSHOT_INTERVAL, self._flush_runs)
-
-    async def _flush_runs(self) -> None:
-        async with self.lock:
-            self.snapshot_timer = None
-            pending, self.pending_runs = self.pending_runs, {}
-            for run in pending.values():
-                if not self.closed:
-                    await self.send_json({"type": "run", "run": run})
-
-    async def catch_up_after_pause(self) -> None:
-        if self.catching_up:
-            await self.pump()
-        elif self.missed:
-            await self.resync()
-
-    def resume_id(self) -> int:
-        if self.unacked:
-            return self.unacked[0] - 1
-        return self.high_id if self.catching_up else max(
-            [self.high_id, *(c.last_id for c in self.cursor.runs.values())])
+    async def start(self, after_id: int | None) -> follow.Follower:
+        follower = follow.ProjectFollower(self.project_id)
+        await follower.start(after_id)
+        return follower

@@ -56,6 +56,14 @@ def project_list(*, access: Access) -> QuerySet[Project]:
     return qs
 
 
+def project_visible(*, slug: str, access: Access) -> Project:
+    """A project ``access`` may see; other projects do not exist for a key."""
+    project = Project.objects.filter(slug=slug).first()
+    if project is None or not access.can_see_project(project.id):
+        raise NotFound(f"project {slug!r} does not exist")
+    return project
+
+
 def run_list(*, access: Access) -> QuerySet[Run]:
     """Runs visible to ``access``; filtering and ordering are applied by the API layer."""
     qs = Run.objects.select_related("project")

@@ -283,6 +283,11 @@ TRACEFOUNDRY_MODEL_PRICES = Path(
 TRACEFOUNDRY_WS_WINDOW = _tf_int("WS_WINDOW", 1000, 10)
 TRACEFOUNDRY_WS_ACK_TIMEOUT = env_float("TRACEFOUNDRY_WS_ACK_TIMEOUT", 10.0)
 TRACEFOUNDRY_SSE_KEEPALIVE_SECONDS = env_float("TRACEFOUNDRY_SSE_KEEPALIVE_SECONDS", 15.0)
+# How often each process that serves live streams looks in the database for events committed by
+# other processes (workers, the CLI, other web processes): the only way they reach its clients
+# with the in-memory channel layer, and what heals streams that missed messages while Redis was
+# down (runs/follow.py). One cheap query per interval, only while somebody follows a stream.
+TRACEFOUNDRY_LIVE_POLL_MS = _tf_int("LIVE_POLL_MS", 500, 50)
 TRACEFOUNDRY_THROTTLE_RATES = {
     "enqueue": env_str("TRACEFOUNDRY_THROTTLE_ENQUEUE", "1200/min"),
     "cancel": env_str("TRACEFOUNDRY_THROTTLE_CANCEL", "600/min"),

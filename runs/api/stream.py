@@ -3,30 +3,29 @@
 The view itself (authentication, permission, the run lookup) is an ordinary DRF view; what it
 returns is a StreamingHttpResponse over an async generator, which Django's ASGI handler
 drives on the event loop — an open stream holds no worker thread. The stream follows the
-same rules as the WebSocket (runs/live.py): catch up from the database after ``Last-Event-ID``
-(or ``?after_id=``), then live events from the channel layer, each exactly once, in order.
+same follower as the WebSocket (runs/follow.py): catch up from the database after
+``Last-Event-ID`` (or ``?after_id=``), then live events from the channel layer and the
+database, each exactly once, in order. ``GET /api/v1/projects/{slug}/events/stream`` does the
+same for every run of a project (the project stream page's fallback).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import orjson
-from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.renderers import BaseRenderer
+from rest_framework.views import APIView
 
-from runs import live, realtime
+from runs import follow, live, realtime, selectors
 from runs.api.views import ERRORS, RunScopedView
 from runs.errors import InvalidInput
-from runs.models import FINISHED_RUN_STATES
 from tracefoundry.api_renderers import FastJSONRenderer
-from tracefoundry.permissions import allows
+from tracefoundry.permissions import access_for, allows
 from tracefoundry.roles import Cap
 
 log = logging.getLogger(__name__)
@@ -60,68 +59,56 @@ def _after_id(request) -> int:
     return value
 
 
+def _frames(items: list) -> list[bytes]:
+    frames = []
+    for kind, data in items:
+        if kind == "event":
+            frames.append(_frame("event", data, data["id"]))
+        elif kind == "keepalive":
+            frames.append(b": keepalive\n\n")
+        else:  # "run" | "end"
+            frames.append(_frame(kind, data))
+    return frames
+
+
 async def event_stream(run_id: str, after_id: int, keepalive: float):
-    layer = get_channel_layer()
-    channel = await layer.new_channel() if layer is not None else None
-    if channel:
-        await layer.group_add(realtime.run_group(run_id), channel)
-    try:
-        last_id, last_seq = await database_sync_to_async(live.run_cursor_start)(run_id, after_id)
-        cursor = live.RunCursor(last_id=last_id, last_seq=last_seq)
-        state = live.SnapshotState(
-            snapshot=await database_sync_to_async(live.run_live_snapshot)(run_id))
-        yield b"retry: 2000\n\n" + _frame("run", state.snapshot)
-
-        async def from_database():
+    follower = follow.RunFollower(run_id)
+    async with follow.Subscription(realtime.run_group(run_id), follower):
+        try:
+            snapshot = await follower.start(after_id)
+            yield b"retry: 2000\n\n" + _frame("run", snapshot)
             while True:
-                events = await database_sync_to_async(live.run_events_after)(
-                    run_id, cursor.last_id, live.PAGE)
-                for event in events:
-                    cursor.advance(event)
-                    state.saw_event(event)
-                    yield _frame("event", event, event["id"])
-                if len(events) < live.PAGE:
-                    return
-
-        async for frame in from_database():
-            yield frame
-        while True:
-            snapshot = state.take()
-            if snapshot is not None:
-                yield _frame("run", snapshot)
-            if state.snapshot["state"] in FINISHED_RUN_STATES:
-                yield _frame("end", {"state": state.snapshot["state"],
-                                     "last_id": cursor.last_id})
-                return
-            if channel is None:
-                await asyncio.sleep(keepalive)
-                yield b": keepalive\n\n"
-                async for frame in from_database():
+                items = await follower.next(live.PAGE, keepalive=keepalive)
+                for frame in _frames(items):
                     yield frame
-                continue
-            try:
-                message = await asyncio.wait_for(layer.receive(channel), keepalive)
-            except TimeoutError:
-                yield b": keepalive\n\n"
-                continue
-            for update in message["messages"] if message["type"] == "run.batch" else [message]:
-                state.merge_message(update)
-                events = update.get("events")
-                fresh = cursor.fresh(events) if events is not None else None
-                if fresh is None:
-                    async for frame in from_database():
-                        yield frame
-                    continue
-                for event in fresh:
-                    cursor.advance(event)
-                    state.saw_event(event)
-                    yield _frame("event", event, event["id"])
-    finally:
-        if channel:
-            try:
-                await layer.group_discard(realtime.run_group(run_id), channel)
-            except Exception:  # the client is gone either way
-                log.debug("group_discard failed", exc_info=True)
+                if not items or items[-1][0] == "end":
+                    return
+        finally:
+            follower.close()
+
+
+async def project_event_stream(project_id: int, slug: str, after_id: int | None,
+                               keepalive: float):
+    follower = follow.ProjectFollower(project_id)
+    async with follow.Subscription(realtime.project_group(slug), follower):
+        try:
+            await follower.start(after_id)
+            yield b"retry: 2000\n\n"
+            while True:
+                items = await follower.next(live.PAGE, keepalive=keepalive)
+                if not items:
+                    return
+                for frame in _frames(items):
+                    yield frame
+        finally:
+            follower.close()
+
+
+def _stream_response(stream) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(stream, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # proxies must not hold frames back
+    return response
 
 
 class EventStreamView(RunScopedView):
@@ -151,16 +138,51 @@ class EventStreamView(RunScopedView):
     def get(self, request, run_id: str):
         after_id = _after_id(request)
         run = self.get_run(run_id)
-        response = StreamingHttpResponse(
-            event_stream(run.id, after_id, settings.TRACEFOUNDRY_SSE_KEEPALIVE_SECONDS),
-            content_type="text/event-stream",
-        )
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"  # proxies must not hold frames back
-        return response
+        return _stream_response(
+            event_stream(run.id, after_id, settings.TRACEFOUNDRY_SSE_KEEPALIVE_SECONDS))
 
     def handle_exception(self, exc):
         # Errors are JSON whatever the client asked for.
+        self.request.accepted_renderer = FastJSONRenderer()
+        self.request.accepted_media_type = FastJSONRenderer.media_type
+        return super().handle_exception(exc)
+
+
+class ProjectEventStreamView(APIView):
+    """Every run of a project as Server-Sent Events: what ``/ws/projects/<slug>/`` sends."""
+
+    permission_classes = [allows(Cap.READ)]
+    renderer_classes = [FastJSONRenderer, EventStreamRenderer]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after_id", int, description=(
+                "Start after this event id (default: with the project's latest 100 events).")),
+            OpenApiParameter("Last-Event-ID", int, OpenApiParameter.HEADER,
+                             description="Resume after this event id (set by EventSource)."),
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description=(
+                    "`id: <event id>` + `event: event` frames carry the events of every run "
+                    "of the project, in order per run; `event: run` frames carry the snapshot "
+                    "of a run that changed (state changes at once, counters coalesced); "
+                    "`: keepalive` comments keep idle connections open."
+                ),
+            ),
+            **ERRORS,
+        },
+        operation_id="projects_events_stream",
+    )
+    def get(self, request, slug: str):
+        has_cursor = request.headers.get("Last-Event-ID") or request.query_params.get("after_id")
+        after_id = _after_id(request) if has_cursor else None
+        project = selectors.project_visible(slug=slug, access=access_for(request))
+        return _stream_response(project_event_stream(
+            project.id, project.slug, after_id, settings.TRACEFOUNDRY_SSE_KEEPALIVE_SECONDS))
+
+    def handle_exception(self, exc):
         self.request.accepted_renderer = FastJSONRenderer()
         self.request.accepted_media_type = FastJSONRenderer.media_type
         return super().handle_exception(exc)

@@ -24,4 +24,6 @@ urlpatterns = [
     re_path(rf"^{RUN}/events/?$", views.EventListCreateView.as_view(), name="run-events"),
     re_path(rf"^{RUN}/events/stream/?$", stream.EventStreamView.as_view(),
             name="run-events-stream"),
+    re_path(r"^projects/(?P<slug>[-a-zA-Z0-9_]{1,100})/events/stream/?$",
+            stream.ProjectEventStreamView.as_view(), name="project-events-stream"),
 ]

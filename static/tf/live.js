@@ -7,6 +7,11 @@
      poll: async (afterId) => ({items: [{type: "event", event} | {type: "run", run}], finished})
            or null; the last resort when neither WebSocket nor SSE work.
      afterId: the last event id already shown (null: let the server choose, e.g. latest 100).
+     keepaliveMs: how often the server sends a keep-alive on a quiet stream; a WebSocket that
+           hears nothing for STALE_KEEPALIVES of them is taken for dead and reopened.
+   States (onState): "live" only while messages flow; "connecting" ("reconnecting…") while they
+   do not; "sse"/"polling" on a fallback; "ended" once a finished run's stream ended (the page
+   hides the badge); "offline" when the server refused.
    Events are de-duplicated by id and handed over in batches (onEvents(list), id order within a
    message stream); snapshots (onRun) keep their place between events. After each batch the
    client acknowledges what it processed (debounced, and at least every ACK_EVERY events), as the
@@ -24,10 +29,10 @@
   const ACK_EVERY = 500;
   const FLUSH_MS = 25;
   const POLL_MS = 1000;
-  const POLL_FINISHED_MS = 5000;
   const SEEN_LIMIT = 50000;
   const FATAL_CLOSE = { 4401: "not logged in", 4403: "not allowed", 4404: "not found" };
   const RESYNC_CLOSE = 4008;
+  const STALE_KEEPALIVES = 2.5;
 
   function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
 
@@ -48,6 +53,9 @@
       this.state = "";
       this.stopped = false;
       this.transport = null;
+      this.lastHeard = 0;
+      this.staleMs = (opts.keepaliveMs || 15000) * STALE_KEEPALIVES;
+      this.staleTimer = setInterval(() => this.checkStale(), Math.min(this.staleMs / 4, 5000));
       const forced = new URLSearchParams(location.search).get("transport");
       if (forced === "sse" && opts.sse) this.openSse();
       else if (forced === "poll" && opts.poll) this.startPolling();
@@ -58,6 +66,33 @@
     setState(state, text) {
       this.state = state;
       if (this.o.onState) this.o.onState(state, text || "");
+    }
+
+    heard() {
+      this.lastHeard = Date.now();
+      if (this.transport === "ws" && this.state !== "live" && !this.stopped) this.setState("live", "live");
+    }
+
+    checkStale() {
+      // A socket can stay "open" while nothing reaches it (a proxy or a network that dropped
+      // it silently): after a few keep-alive periods of silence, say so and reopen it.
+      if (this.stopped || this.transport !== "ws" || !this.ws || !this.lastHeard) return;
+      if (Date.now() - this.lastHeard < this.staleMs) return;
+      this.lastHeard = 0;
+      this.setState("connecting", "reconnecting…");
+      const ws = this.ws;
+      ws.close();
+    }
+
+    end(msg) {
+      // A finished run's stream ended: everything was delivered; nothing more will come.
+      this.stopped = true;
+      clearInterval(this.staleTimer);
+      this.flush();
+      if (this.ws) { const ws = this.ws; this.ws = null; ws.close(); }
+      if (this.es) { this.es.close(); this.es = null; }
+      this.setState("ended", "");
+      if (this.o.onEnd) this.o.onEnd(msg);
     }
 
     // --- messages ------------------------------------------------------------------------
@@ -72,8 +107,12 @@
         this.queue.push(msg);
       } else if (msg.type === "run" && msg.run) {
         this.queue.push(msg);
-      } else if (msg.type === "resync") {
-        // The socket closes next (4008); reconnecting from the last id we hold loses nothing.
+      } else if (msg.type === "resync" || msg.type === "keepalive") {
+        // resync: the socket closes next (4008); reconnecting from the last id we hold loses
+        // nothing. keepalive: only tells that the stream is alive.
+        return;
+      } else if (msg.type === "end") {
+        this.end(msg);
         return;
       } else if (this.o.onMessage) {
         this.o.onMessage(msg);
@@ -155,10 +194,10 @@
       ws.onopen = () => {
         this.ackedId = this.processedId;
         this.unacked = 0;
-        this.setState("live", "live");
       };
       ws.onmessage = (m) => {
         if (!answered) { answered = true; this.wsFailures = 0; this.backoff = BACKOFF_MIN_MS; }
+        this.heard();
         let msg;
         try { msg = JSON.parse(m.data); } catch (e) { return; }
         this.handle(msg);
@@ -210,13 +249,7 @@
       es.onopen = () => { opened = true; this.backoff = BACKOFF_MIN_MS; this.setState("sse", "live (SSE)"); };
       es.addEventListener("run", (m) => this.handle({ type: "run", run: parse(m) }));
       es.addEventListener("event", (m) => this.handle({ type: "event", event: parse(m) }));
-      es.addEventListener("end", () => {
-        es.close();
-        this.es = null;
-        this.flush();
-        this.setState("sse", "run finished");
-        if (this.o.onEnd) this.o.onEnd();
-      });
+      es.addEventListener("end", (m) => this.end(parse(m)));
       es.onerror = () => {
         if (this.es !== es) return;
         if (es.readyState !== EventSource.CLOSED) { this.setState("connecting", "reconnecting (SSE)…"); return; }
@@ -239,9 +272,9 @@
           for (const item of result.items) this.handle(item);
           this.flush();
           this.backoff = BACKOFF_MIN_MS;
-          this.setState("polling", result.finished ? "polling (run finished)" : "polling");
+          if (result.finished && !result.more) { this.end(null); return; }
+          this.setState("polling", "polling");
           if (result.more) wait = 0;
-          else if (result.finished) wait = POLL_FINISHED_MS;
         } catch (e) {
           if (e.status === 401 || e.status === 403 || e.status === 404) {
             this.stopped = true;
@@ -258,6 +291,7 @@
 
     close() {
       this.stopped = true;
+      clearInterval(this.staleTimer);
       if (this.ws) { const ws = this.ws; this.ws = null; ws.close(); }
       if (this.es) { this.es.close(); this.es = null; }
     }

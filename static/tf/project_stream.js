@@ -65,10 +65,12 @@
     })
     .catch(() => {});
 
-  const indicator = live.bindIndicator(root.querySelector(".conn"));
+  const conn = root.querySelector(".conn");
+  const indicator = live.bindIndicator(conn);
   window.TF.projectLive = live.connect({
+    keepaliveMs: Number(conn.dataset.keepaliveMs) || undefined,
     ws: `/ws/projects/${encodeURIComponent(slug)}/`,
-    sse: null,
+    sse: `/api/v1/projects/${encodeURIComponent(slug)}/events/stream`,
     poll: null,
     afterId: null,   // the server starts with the latest 100 events
     onState: indicator,

@@ -282,8 +282,10 @@
     return { items, more: page.events.length === 1000, finished: FINISHED.has(run.state) };
   }
 
-  const indicator = live.bindIndicator(root.querySelector(".conn"));
+  const conn = root.querySelector(".conn");
+  const indicator = live.bindIndicator(conn);
   window.TF.runLive = live.connect({
+    keepaliveMs: Number(conn.dataset.keepaliveMs) || undefined,
     ws: `/ws/runs/${runId}/`,
     sse: `/api/v1/runs/${runId}/events/stream`,
     poll,

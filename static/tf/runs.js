@@ -1,5 +1,7 @@
 /* The runs list: the filters live in the page's query string and go to GET /api/v1/runs as is,
-   so the page has exactly the API's filters and its cursors ("Newer" / "Older"). */
+   so the page has exactly the API's filters and its cursors ("Newer" / "Older"). While the tab
+   is visible the page asks again every REFRESH_MS and updates the rows that changed, so runs
+   started, finished or created by any process (workers, the CLI) show without a reload. */
 "use strict";
 (function () {
   const { el, api, badge, fmtTime, fmtDuration, fmtNumber } = window.TF;
@@ -8,6 +10,8 @@
   const body = root.querySelector("table.runs tbody");
   const status = root.querySelector(".runs-status");
   const FILTERS = ["project", "state", "kind", "q", "since", "before", "ordering", "trace_id"];
+  const REFRESH_MS = 750;
+  const shown = new Map();   // run id -> the JSON its row was drawn from
 
   function localInput(iso) {
     // datetime-local wants "YYYY-MM-DDTHH:MM:SS" in the browser's time zone.
@@ -76,7 +80,7 @@
     root.dataset.loaded = "0";
     try {
       const page = await api(`/api/v1/runs?${apiQuery(params)}`);
-      body.replaceChildren(...page.results.map(row));
+      draw(page.results);
       root.querySelector(".runs-empty").hidden = page.results.length > 0;
       for (const [cls, url] of [["prev", page.previous], ["next", page.next]]) {
         const a = root.querySelector(`.pager .${cls}`);
@@ -94,6 +98,36 @@
     }
     root.dataset.loaded = "1";
   }
+
+  function draw(results) {
+    // Redraw only rows whose run changed (and the whole body when the runs or their order did),
+    // so a refresh does not disturb a row being read or a link being clicked.
+    const sameRuns = results.length === shown.size && results.every((r, i) => body.rows[i] && body.rows[i].dataset.runId === r.id);
+    const json = results.map((r) => JSON.stringify(r));
+    if (!sameRuns) {
+      body.replaceChildren(...results.map(row));
+    } else {
+      results.forEach((r, i) => { if (shown.get(r.id) !== json[i]) body.rows[i].replaceWith(row(r)); });
+    }
+    shown.clear();
+    results.forEach((r, i) => shown.set(r.id, json[i]));
+  }
+
+  let refreshing = false;
+  async function refresh() {
+    if (refreshing || document.hidden || root.dataset.loaded !== "1") return;
+    refreshing = true;
+    try {
+      const page = await api(`/api/v1/runs?${apiQuery(new URLSearchParams(location.search))}`);
+      draw(page.results);
+      root.querySelector(".runs-empty").hidden = page.results.length > 0;
+    } catch (e) {
+      // A failed refresh keeps what is shown; the next one tries again.
+    } finally {
+      refreshing = false;
+    }
+  }
+  setInterval(refresh, REFRESH_MS);
 
   form.addEventListener("submit", (e) => {
     // Empty fields stay out of the URL; "since" keeps the browser's local time as typed.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import threading
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosedOK
 from websockets.sync.client import connect as ws_connect
 
 
@@ -110,7 +111,9 @@ def receive_until(ws, predicate, limit: int = 1000) -> list[dict]:
         message = json.loads(ws.recv(timeout=15))
         messages.append(message)
         if message["type"] == "event":
-            ws.send(json.dumps({"type": "ack", "last_id": message["event"]["id"]}))
+            # A finished run's stream may have ended and closed meanwhile: nothing to ack.
+            with contextlib.suppress(ConnectionClosedOK):
+                ws.send(json.dumps({"type": "ack", "last_id": message["event"]["id"]}))
         if predicate(message):
             return messages
     raise AssertionError("never arrived")
@@ -130,8 +133,8 @@ def test_real_websocket_client_gets_catch_up_and_live_events(live_stack, keys):
         assert messages[-1]["event"]["id"] == live[0]
 
 
-@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs the Redis channel layer")
 def test_event_appended_through_one_process_reaches_a_client_of_another(live_stack, keys):
+    """Through Redis when it is configured, else through the database (runs/follow.py)."""
     a, b = live_stack.server("a"), live_stack.server("b")
     assert a.process.pid != b.process.pid
     run_id = new_running_run(live_stack, a, keys["write"])
