@@ -11,6 +11,7 @@ from websockets.sync.client import connect as ws_connect
 from tests.faults.servers import RedisServer
 from tests.live.test_live_servers import append, new_running_run, receive_until, sse_frames
 from tests.livestack import LiveStack
+from tests.traces.otlp_builders import json_request, json_span
 
 
 @pytest.fixture
@@ -66,6 +67,19 @@ def test_streams_follow_the_database_while_redis_is_down(redis_server, stack):
                     if event_id == more[-1]:
                         break
             assert ids == [*during, *more]
+
+        # Ingest and enqueue use Redis for their throttles: they fail open.
+        ingest_key = stack.api_key("ingest")
+        body = json_request([json_span("ab" * 16, "cd" * 8, "while redis is down")])
+        spans = httpx.post(f"{web.url}/otlp/v1/traces", content=body,
+                           headers={"Authorization": f"Bearer {ingest_key}",
+                                    "Content-Type": "application/json"}, timeout=30)
+        assert spans.status_code == 200, spans.text
+        status, listing = stack.request("GET", f"{web.url}/api/v1/traces/{'ab' * 16}", key=key)
+        assert status == 200 and listing["span_count"] == 1, listing
+        status, run = stack.request("POST", f"{web.url}/api/v1/runs", key=key,
+                                    body={"kind": "system.noop"})
+        assert status == 201, run
 
         redis_server.start()
         after = append(stack, web, key, run_id, ["redis back"])
