@@ -71,7 +71,7 @@ def changes_since(since: int) -> tuple[int, dict[str, tuple[int, int]] | None]:
     return top, {run_id: (project_id, last) for run_id, project_id, last in rows}
 
 
-def run_refresh(run_id: str, *, steps: bool) -> dict | None:
+def run_refresh(run_id: str, steps: bool) -> dict | None:
     """What a live message would have carried: the run's snapshot and, if asked, its steps."""
     run = Run.objects.filter(pk=run_id).first()
     if run is None:
@@ -82,8 +82,43 @@ def run_refresh(run_id: str, *, steps: bool) -> dict | None:
     return message
 
 
-def run_snapshots(run_ids: list[str]) -> list[dict]:
-    return [wire.run_snapshot(r) for r in Run.objects.filter(pk__in=run_ids)]
+def run_snapshots(run_id: str) -> list[dict]:
+    return [wire.run_snapshot(r) for r in Run.objects.filter(pk=run_id)]
+
+
+_in_flight: dict[tuple, asyncio.Future] = {}
+
+
+async def shared_read(fn, *args):
+    """``fn(*args)`` through database_sync_to_async, once for every follower of this event loop
+    that asks for the same thing while it runs: a hundred sockets on one run woken together by
+    one change cost one query, not a hundred in a row on Channels' single database thread."""
+    key = (id(asyncio.get_running_loop()), fn.__name__, *args)
+    future = _in_flight.get(key)
+    # Only a read still running is shared: one that finished may predate a newer commit (its
+    # done-callback that forgets it runs a loop iteration later).
+    if future is None or future.done():
+        future = asyncio.ensure_future(database_sync_to_async(fn)(*args))
+        _in_flight[key] = future
+        future.add_done_callback(lambda done: _in_flight.pop(key, None)
+                                 if _in_flight.get(key) is done else None)
+    return await asyncio.shield(future)
+
+
+def db_grace() -> float:
+    """How long a follower that the watcher says is behind waits for the channel layer before
+    it reads the database: the layer usually brings the events within milliseconds (the
+    watcher can see a commit before its message was handed over), so only events that no
+    message will bring — another process's under the in-memory layer, or lost while Redis was
+    down — cost a read, instead of every socket reading every change."""
+    from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return 0.0
+    if isinstance(layer, InMemoryChannelLayer):
+        return 0.1
+    return settings.TRACEFOUNDRY_LIVE_POLL_MS / 2000
 
 
 # --- the watcher ---------------------------------------------------------------------------------
@@ -146,6 +181,29 @@ class Follower:
     pending: deque = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
+    grace: float = field(default_factory=db_grace)
+    behind: dict[str, int] = field(default_factory=dict)  # run id -> the id the watcher saw
+
+    def behind_on(self, run_id: str, last: int) -> None:
+        """The watcher saw events of ``run_id`` up to ``last`` that this follower has not had:
+        read them from the database unless the channel layer brings them within the grace."""
+        if self.grace <= 0:
+            self.read_from_database(run_id)
+            return
+        if run_id not in self.behind:
+            asyncio.get_running_loop().call_later(self.grace, self._recheck, run_id)
+        self.behind[run_id] = max(last, self.behind.get(run_id, 0))
+
+    def _recheck(self, run_id: str) -> None:
+        last = self.behind.pop(run_id, None)
+        if last is not None and not self.closed and last > self.cursor_of(run_id):
+            self.read_from_database(run_id)
+
+    def read_from_database(self, run_id: str) -> None:
+        raise NotImplementedError
+
+    def cursor_of(self, run_id: str) -> int:
+        raise NotImplementedError
 
     def open(self) -> None:
         watcher().add(self)
@@ -230,9 +288,19 @@ class RunFollower(Follower):
         self.pending.append(update["events"])
 
     def poke(self, runs) -> None:
-        if runs is None or (self.run_id in runs and runs[self.run_id][1] > self.cursor.last_id):
-            self.need_db = self.need_steps = True
-            self.wake.set()
+        if runs is None:
+            self.read_from_database(self.run_id)
+            return
+        change = runs.get(self.run_id)
+        if change is not None and change[1] > self.cursor.last_id:
+            self.behind_on(self.run_id, change[1])
+
+    def read_from_database(self, run_id: str) -> None:
+        self.need_db = self.need_steps = True
+        self.wake.set()
+
+    def cursor_of(self, run_id: str) -> int:
+        return self.cursor.last_id
 
     async def gather(self, limit: int) -> list[Item]:
         items: list[Item] = []
@@ -246,8 +314,8 @@ class RunFollower(Follower):
             self.pending.clear()
             room = limit - len(items)
             if room > 0:
-                events = await database_sync_to_async(live.run_events_after)(
-                    self.run_id, self.cursor.last_id, room)
+                events = await shared_read(live.run_events_after, self.run_id,
+                                           self.cursor.last_id, room)
                 self.need_db = len(events) == room
                 if events:
                     items.extend(self._sent(events))
@@ -267,7 +335,7 @@ class RunFollower(Follower):
 
     async def _refresh_from_database(self) -> None:
         """Events read from the database came with no live message: read the run too."""
-        message = await database_sync_to_async(run_refresh)(self.run_id, steps=self.need_steps)
+        message = await shared_read(run_refresh, self.run_id, self.need_steps)
         self.need_steps = False
         if message is not None:
             self.state.merge_message(message)
@@ -341,8 +409,16 @@ class ProjectFollower(Follower):
         else:
             for run_id, (project_id, last) in runs.items():
                 if project_id == self.project_id and last > self.cursor.run(run_id).last_id:
-                    self.stale.add(run_id)
+                    self.behind_on(run_id, last)
+            return
         self.wake.set()
+
+    def read_from_database(self, run_id: str) -> None:
+        self.stale.add(run_id)
+        self.wake.set()
+
+    def cursor_of(self, run_id: str) -> int:
+        return self.cursor.run(run_id).last_id
 
     async def gather(self, limit: int) -> list[Item]:
         if self.catching_up:
@@ -363,20 +439,19 @@ class ProjectFollower(Follower):
             if room <= 0:
                 break
             cursor = self.cursor.run(run_id)
-            events = await database_sync_to_async(live.run_events_after)(
-                run_id, cursor.last_id, room)
-            events = [e for e in events if e["seq"] > cursor.last_seq]
-            if len(events) < room:
+            page = await shared_read(live.run_events_after, run_id, cursor.last_id, room)
+            events = [e for e in page if e["seq"] > cursor.last_seq]
+            if len(page) < room:
                 self.stale.discard(run_id)
             items.extend(self._sent(cursor, events))
             if events:
-                for run in await database_sync_to_async(run_snapshots)([run_id]):
+                for run in await shared_read(run_snapshots, run_id):
                     self._note_run(run)
         return items + self._snapshots()
 
     async def _catch_up(self, limit: int) -> list[Item]:
-        events = await database_sync_to_async(live.project_events_after)(
-            self.project_id, self.high_id, limit)
+        events = await shared_read(live.project_events_after, self.project_id, self.high_id,
+                                   limit)
         items: list[Item] = []
         for event in events:
             self.high_id = event["id"]
