@@ -37,6 +37,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_RESYNC = 4008
+MAX_EVENT_ID = 2**63 - 1  # a bigint primary key
 # Counter-only snapshot changes are sent at most this often per client.
 SNAPSHOT_INTERVAL = 0.25
 # Every socket of a process that follows a run gets the same frame for an event: encode it once.
@@ -68,10 +69,11 @@ def _after_id(scope) -> int | None:
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("after_id")
     if not values:
         return None
-    try:
-        return max(0, int(values[-1]))
-    except ValueError:
+    # Only plain ASCII digits: int() would also take "-1", "+1", " 1" and other scripts' digits.
+    value = values[-1]
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_EVENT_ID:
         return -1
+    return int(value)
 
 
 class _LiveConsumer(AsyncJsonWebsocketConsumer):
