@@ -134,16 +134,17 @@ class LiveStack:
 
     # --- servers ------------------------------------------------------------------------------
 
-    def server(self, name: str = "web", env: dict | None = None) -> Server:
+    def server(self, name: str = "web", env: dict | None = None, args: tuple = ()) -> Server:
         """The server process called ``name``, started on first use (``env``: settings of its
-        own on top of the stack's)."""
+        own on top of the stack's; ``args``: more command-line options)."""
         if name in self.servers and self.servers[name].process.poll() is None:
             return self.servers[name]
         port = free_port()
         log_path = self.workdir / f"daphne-{name}.log"
         # The project's entry point (daphne with the request-body guard), as `make run` uses.
         process = subprocess.Popen(
-            [sys.executable, "-m", "tracefoundry.server", "-b", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "tracefoundry.server", "-b", "127.0.0.1", "-p", str(port),
+             *args],
             cwd=ROOT, env={**self.env, **(env or {})}, stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT,
         )

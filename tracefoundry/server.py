@@ -92,7 +92,7 @@ class GuardedRequest(WebRequest):
         # Called once the headers are in (Twisted keeps the request target on the channel until
         # the body is complete), before a byte of the body is read.
         rules: BodyRules = self.server.body_rules
-        path = request_path(getattr(self.channel, "_path", b"/"))
+        path = self._route_path()
         self._cap = rules.cap(path)
         if length is not None and length > self._cap:
             self._refuse(413, "payload_too_large",
@@ -112,13 +112,26 @@ class GuardedRequest(WebRequest):
         if self._received > self._cap:
             self._refuse(413, "payload_too_large",
                          f"request body exceeds the limit here of {self._cap} bytes",
-                         request_path(getattr(self.channel, "_path", b"/")))
+                         self._route_path())
             return
         super().handleContentChunk(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if not self._refused:
             super().requestReceived(command, path, version)
+
+    def _route_path(self) -> str:
+        """The path Django routes by: the request target's, less the ASGI root path (daphne's
+        ``--root-path``, or a proxy's ``Daphne-Root-Path`` header)."""
+        path = request_path(getattr(self.channel, "_path", b"/"))
+        root = self.server.root_path
+        header = self.requestHeaders.getRawHeaders(b"daphne-root-path")
+        if header:
+            root = unquote(header[0].decode("latin-1"))
+        root = root.rstrip("/")
+        if root and (path == root or path.startswith(root + "/")):
+            path = path[len(root):] or "/"
+        return path
 
     def _has_credentials(self, rules: BodyRules) -> bool:
         headers = self.requestHeaders

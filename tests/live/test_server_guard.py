@@ -173,3 +173,17 @@ def test_refused_bodies_do_not_grow_the_server(guarded, keys):
     assert grown < 32 * 1024, f"the server grew by {grown} KiB"
     status, _, _ = exchange(guarded, "GET /healthz HTTP/1.1\nHost: 127.0.0.1\nConnection: close\n")
     assert status == 200
+
+
+def test_the_routes_are_matched_below_the_root_path(live_stack, keys):
+    server = live_stack.server("guard-root", env=SMALL_CAPS, args=("--root-path", "/tf"))
+    status, headers, body = exchange(server, request_head("POST", "/tf/api/v1/runs", length=10))
+    assert_error(status, headers, body, 401, "not_authenticated")
+    # The API's cap, not the pages' one: this body is allowed in and served.
+    run = json.dumps({"kind": "guard.root", "input": {"pad": "x" * (2 * PAGE_MAX)}}).encode()
+    head = request_head("POST", "/tf/api/v1/runs", length=len(run), key=keys["api"],
+                        extra="Connection: close\n")
+    status, _, body = exchange(server, head, [run])
+    assert status == 201, body
+    head = request_head("POST", "/tf/api/v1/runs", length=API_MAX + 1, key=keys["api"])
+    assert_error(*exchange(server, head), 413, "payload_too_large")
