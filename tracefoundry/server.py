@@ -204,6 +204,7 @@ class CLI(CommandLineInterface):
 
     def __init__(self) -> None:
         super().__init__()
+        self.parser.prog = "python -m tracefoundry.server"
         for action in self.parser._actions:
             if action.dest == "application":  # optional here: this server is for this project
                 action.nargs, action.default = "?", APPLICATION
