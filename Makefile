@@ -22,7 +22,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py bootstrap --demo --url http://$(HOST):$(PORT)/
-	$(BIN)/daphne -b $(HOST) -p $(PORT) tracefoundry.asgi:application
+	$(BIN)/python -m tracefoundry.server -b $(HOST) -p $(PORT)
 
 ## Run the test suite (SQLite unless DATABASE_URL says otherwise)
 test: $(STAMP)

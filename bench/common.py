@@ -208,9 +208,8 @@ def _healthy(base: str) -> bool:
 @contextlib.contextmanager
 def daphne_server(env: dict, log_path: Path) -> Iterator[str]:
     port = free_port()
-    exe = Path(sys.executable).with_name("daphne")
-    cmd = [str(exe) if exe.exists() else "daphne", "-b", "127.0.0.1", "-p", str(port),
-           "tracefoundry.asgi:application"]
+    # The project's entry point: daphne with the request-body guard (tracefoundry/server.py).
+    cmd = [sys.executable, "-m", "tracefoundry.server", "-b", "127.0.0.1", "-p", str(port)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)

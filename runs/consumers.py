@@ -50,6 +50,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_RESYNC = 4008
+MAX_EVENT_ID = 2**63 - 1  # a bigint primary key
 # Every socket of a process that follows a run gets the same frame for an event: encode it once.
 _FRAME_CACHE_SIZE = 4096
 _event_frames: OrderedDict[int, str] = OrderedDict()
@@ -79,10 +80,11 @@ def _after_id(scope) -> int | None:
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("after_id")
     if not values:
         return None
-    try:
-        return max(0, int(values[-1]))
-    except ValueError:
+    # Only plain ASCII digits: int() would also take "-1", "+1", " 1" and other scripts' digits.
+    value = values[-1]
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_EVENT_ID:
         return -1
+    return int(value)
 
 
 class _LiveConsumer(AsyncJsonWebsocketConsumer):

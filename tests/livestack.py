@@ -1,4 +1,7 @@
-"""A real deployment for end-to-end tests: its own database, daphne processes, a browser.
+"""A real deployment for end-to-end tests: its own database, server processes, a browser.
+
+The servers run the project's entry point, ``python -m tracefoundry.server`` (daphne with the
+request-body guard), so every live test goes through it.
 
 The test process never shares a connection with the servers: it talks to them the way users
 do (HTTP, WebSocket, a browser) and sets data up through ``manage.py`` subprocesses. The
@@ -24,7 +27,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 MANAGE = str(ROOT / "manage.py")
-DAPHNE = str(Path(sys.executable).with_name("daphne"))
 CHROMIUM = os.environ.get("TRACEFOUNDRY_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-dev-shm-usage"]
@@ -136,15 +138,19 @@ class LiveStack:
 
     # --- servers ------------------------------------------------------------------------------
 
-    def server(self, name: str = "web") -> Server:
-        """The daphne process called ``name``, started on first use."""
+    def server(self, name: str = "web", env: dict | None = None, args: tuple = ()) -> Server:
+        """The server process called ``name``, started on first use (``env``: settings of its
+        own on top of the stack's; ``args``: more command-line options)."""
         if name in self.servers and self.servers[name].process.poll() is None:
             return self.servers[name]
         port = free_port()
         log_path = self.workdir / f"daphne-{name}.log"
+        # The project's entry point (daphne with the request-body guard), as `make run` uses.
         process = subprocess.Popen(
-            [DAPHNE, "-b", "127.0.0.1", "-p", str(port), "tracefoundry.asgi:application"],
-            cwd=ROOT, env=self.env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "tracefoundry.server", "-b", "127.0.0.1", "-p", str(port),
+             *args],
+            cwd=ROOT, env={**self.env, **(env or {})}, stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
         )
         server = Server(name=name, port=port, process=process, log_path=log_path)
         deadline = time.monotonic() + 60

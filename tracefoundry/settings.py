@@ -271,6 +271,9 @@ TRACEFOUNDRY_WORKER_SHUTDOWN_GRACE_SECONDS = _tf_int("WORKER_SHUTDOWN_GRACE_SECO
 TRACEFOUNDRY_API_KEY_CACHE_SECONDS = _tf_int("API_KEY_CACHE_SECONDS", 5, 0)
 TRACEFOUNDRY_OTLP_MAX_BYTES = _tf_int("OTLP_MAX_BYTES", 20 * 1024 * 1024, 1024)
 TRACEFOUNDRY_OTLP_MAX_IN_FLIGHT = _tf_int("OTLP_MAX_IN_FLIGHT", 8, 1)
+# Bodies outside /api/ and /otlp/ (forms, admin, health): the web server (tracefoundry.server)
+# answers 413 above this before reading them.
+TRACEFOUNDRY_PAGE_MAX_BYTES = _tf_int("PAGE_MAX_BYTES", 1024 * 1024, 1024)
 TRACEFOUNDRY_TRACE_ALLOWLIST = Path(
     env_str("TRACEFOUNDRY_TRACE_ALLOWLIST", str(BASE_DIR / "deploy" / "trace-allowlist.yaml"))
 )

@@ -57,8 +57,9 @@ class _InFlight:
 in_flight = _InFlight()
 
 
-def _error(status: int, code: str, message: str, **headers: str) -> JsonResponse:
-    response = JsonResponse(error_body(code, message), status=status)
+def _error(status: int, code: str, message: str, details: dict | None = None,
+           **headers: str) -> JsonResponse:
+    response = JsonResponse(error_body(code, message, details), status=status)
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
@@ -140,7 +141,8 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
         try:
             decoded = decode_request(body, content_type)
         except DecodeError as exc:
-            return _error(400, "bad_request", str(exc))
+            return _error(400, "bad_request", str(exc),
+                          {"field": exc.field} if exc.field else None)
         result = spans_ingest(project=key.project, records=decoded.spans)
     finally:
         in_flight.leave()

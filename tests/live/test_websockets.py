@@ -145,13 +145,33 @@ async def test_key_scopes_and_projects(project, other_project, make_key):
     assert await close_code(ws) == 4401
 
 
-async def test_unknown_run_and_bad_after_id(project, viewer):
+async def test_unknown_run(project, viewer):
     headers = await database_sync_to_async(session_headers)(viewer)
     ws = await connect("/ws/runs/run_00000000000000000000000000/", headers)
     assert await close_code(ws) == 4404
+
+
+@pytest.mark.parametrize("after_id", ["abc", "-1", "-0", "+1", "1.5", "1e3", "%201", "%D9%A3",
+                                      str(2**63)])
+@pytest.mark.parametrize("stream", ["run", "project"])
+async def test_bad_after_id_closes_with_4400(project, viewer, stream, after_id):
+    headers = await database_sync_to_async(session_headers)(viewer)
     run = await database_sync_to_async(RunFactory)()
-    ws = await connect(f"/ws/runs/{run.id}/?after_id=abc", headers)
+    path = f"/ws/runs/{run.id}/" if stream == "run" else "/ws/projects/default/"
+    ws = await connect(f"{path}?after_id={after_id}", headers)
     assert await close_code(ws) == 4400
+
+
+@pytest.mark.parametrize("stream", ["run", "project"])
+async def test_after_id_zero_and_the_largest_id_are_accepted(project, viewer, stream):
+    headers = await database_sync_to_async(session_headers)(viewer)
+    run = await database_sync_to_async(RunFactory)()
+    path = f"/ws/runs/{run.id}/" if stream == "run" else "/ws/projects/default/"
+    for after_id in ("0", str(2**63 - 1)):
+        ws = await connect(f"{path}?after_id={after_id}", headers)
+        if not await ws.receive_nothing(timeout=0.3):  # silent, or a snapshot/catch-up
+            assert (await ws.receive_output(timeout=5))["type"] == "websocket.send"
+        await ws.disconnect()
 
 
 # --- what is sent -----------------------------------------------------------------------------
