@@ -582,8 +582,9 @@ class Worker:
             self._inbox.put(None)
         # Let the threads give their database connections back, until the grace period ends (a
         # job still running after it was handed back is abandoned: its thread is a daemon).
+        threads_deadline = end - min(SHUTDOWN_RESERVE, cfg.shutdown_grace / 4) / 2
         for thread in self._threads:
-            thread.join(max(0.0, end - time.monotonic()))
+            thread.join(max(0.0, threads_deadline - time.monotonic()))
         log.info(logfmt("worker.stopped", worker=self.worker_id, executed=self.executed,
                         report_batches=self.report_batches, released=len(left),
                         shutdown_ms=(time.monotonic() - stop_at) * 1000))
