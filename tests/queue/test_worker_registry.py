@@ -14,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from runs import services
+from runs.demo import demo_runs_create
 from runs.models import Run, Worker
 from tests.conftest import client_for
 from tests.queue.conftest import wait_until
@@ -118,6 +119,12 @@ class TestWaiting:
         for _ in range(20):
             enqueue(project, "script.pull")
         assert list_queries() == few
+
+    def test_the_demos_queued_run_says_it_waits(self, engineer_client, project):
+        demo_runs_create(project=project)
+        run = Run.objects.get(name="Nightly sync")
+        assert run.state == "queued"
+        assert waiting_of(engineer_client, run) == WAITING.format(run.kind)
 
     def test_the_run_page_shows_it(self, client, viewer, project):
         run = enqueue(project, "script.pull", name="Nightly sync")
