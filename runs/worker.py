@@ -241,6 +241,9 @@ class Worker:
         self.report_batches = 0
         self._threads: list[threading.Thread] = []
         self._stop_at: float | None = None  # monotonic() of the first stop()
+        # Orders the housekeeping's beat (which re-registers a forgotten worker) against the
+        # unregistering at shutdown, so a stopped worker never registers again.
+        self._registry_lock = threading.Lock()
 
     # -- control
 
@@ -333,6 +336,11 @@ class Worker:
             # The housekeeping tick registers it again once the database answers.
             log.exception(logfmt("worker.register_failed", worker=self.worker_id))
             close_old_connections()
+
+    def _beat_registry(self) -> None:
+        with self._registry_lock:
+            if not self._stopping.is_set() and not worker_beat(worker_id=self.worker_id):
+                self._register()  # forgotten meanwhile (or never registered)
 
     def _context(self, run: Run) -> JobContext:
         return JobContext(run=run, worker_id=self.worker_id, heartbeat=self._heartbeat_one,
@@ -525,8 +533,7 @@ class Worker:
             try:
                 if now >= next_beat:
                     next_beat = now + cfg.heartbeat_seconds
-                    if not self._stopping.is_set() and not worker_beat(worker_id=self.worker_id):
-                        self._register()  # forgotten meanwhile (or never registered)
+                    self._beat_registry()
                     with self._lock:
                         in_hand = list(self._in_hand.items())
                     if in_hand:
@@ -553,7 +560,8 @@ class Worker:
                         grace_s=cfg.shutdown_grace))
         try:
             # It claims nothing more: runs of its kinds must not count on it.
-            worker_unregister(worker_id=self.worker_id)
+            with self._registry_lock:
+                worker_unregister(worker_id=self.worker_id)
         except Exception:
             log.exception(logfmt("worker.unregister_failed", worker=self.worker_id))
             close_old_connections()
