@@ -555,7 +555,8 @@ class Worker:
         cfg = self.config
         stop_at = self._stop_at if self._stop_at is not None else time.monotonic()
         end = stop_at + cfg.shutdown_grace
-        jobs_deadline = end - min(SHUTDOWN_RESERVE, cfg.shutdown_grace / 4)
+        reserve = min(SHUTDOWN_RESERVE, cfg.shutdown_grace / 4)
+        jobs_deadline = end - reserve
         log.info(logfmt("worker.stopping", worker=self.worker_id, in_hand=self._count_in_hand(),
                         grace_s=cfg.shutdown_grace))
         try:
@@ -588,9 +589,10 @@ class Worker:
         self._done.set()
         for _ in range(cfg.concurrency):
             self._inbox.put(None)
-        # Let the threads give their database connections back, until the grace period ends (a
-        # job still running after it was handed back is abandoned: its thread is a daemon).
-        threads_deadline = end - min(SHUTDOWN_RESERVE, cfg.shutdown_grace / 4) / 2
+        # Let the threads give their database connections back, until half the reserve is left
+        # for the process to exit (a job still running after it was handed back is abandoned:
+        # its thread is a daemon).
+        threads_deadline = end - reserve / 2
         for thread in self._threads:
             thread.join(max(0.0, threads_deadline - time.monotonic()))
         log.info(logfmt("worker.stopped", worker=self.worker_id, executed=self.executed,
