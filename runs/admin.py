@@ -9,10 +9,11 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from runs import services
+from runs import queue_selectors, services
 from runs.errors import RunLedgerError
-from runs.models import Project, Run, RunEvent, Step
+from runs.models import Project, Run, RunEvent, Step, Worker
 from tracefoundry.admin_formsets import capped
+from tracefoundry.roles import Access
 
 EVENT_INLINE_LIMIT = 50
 STATE_COLOURS = {
@@ -191,3 +192,25 @@ class RunEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def run_link(self, obj):
         url = reverse("admin:runs_run_change", args=[obj.run_id])
         return format_html('<a href="{}">{}</a>', url, obj.run_id)
+
+
+@admin.register(Worker)
+class WorkerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Who claims runs (runs/worker_registry.py writes it): read-only."""
+
+    list_display = ["worker_id", "online_display", "source", "host", "pid", "kinds_display",
+                    "concurrency", "project", "started_at", "heartbeat_at"]
+    list_filter = ["source", "project"]
+    search_fields = ["worker_id", "host"]
+    list_select_related = ["project"]
+
+    def get_queryset(self, request):
+        return queue_selectors.worker_list(access=Access(user=request.user))
+
+    @admin.display(description="Online", boolean=True, ordering="online")
+    def online_display(self, obj):
+        return obj.online
+
+    @admin.display(description="Kinds")
+    def kinds_display(self, obj):
+        return "every kind" if obj.every_kind else ", ".join(obj.kinds) or "–"

@@ -74,7 +74,8 @@ def demo_runs_create(*, project: Project) -> int:
         {"type": "note", "payload": {"text": "Skipping closed issues."}},
     ])
 
-    # One queued, one canceled.
+    # One queued, one canceled. No built-in job serves script.pull (register one with
+    # @job("script.pull")): the run says it waits for a worker of that kind.
     services.run_enqueue(project=project, kind="script.pull", name="Nightly sync",
                          input={}, idempotency_key="demo-4")
     run, _ = services.run_enqueue(project=project, kind="agent.session", name="Abandoned task",

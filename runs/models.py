@@ -213,3 +213,41 @@ class RunEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("run events are append-only; use runs.retention")
+
+
+class WorkerSource(models.TextChoices):
+    PROCESS = "process"  # manage.py worker
+    API = "api"  # an external worker claiming through POST /api/v1/runs/claim
+
+
+class Worker(models.Model):
+    """A worker that claims runs, as it last announced itself (runs/worker_registry.py).
+
+    Online while its heartbeat is younger than the stall timeout: ``manage.py worker`` registers
+    at start, beats on its heartbeat tick and unregisters on a clean exit; an external worker is
+    registered by its claims and refreshed by its heartbeats. A crashed worker's row stays (seen
+    offline) until the reaper forgets it.
+    """
+
+    worker_id = models.CharField(max_length=200, unique=True)
+    source = models.CharField(max_length=16, choices=WorkerSource.choices,
+                              default=WorkerSource.PROCESS)
+    host = models.CharField(max_length=255, blank=True, default="")
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    # The kinds it claims; every_kind: it claims without a kind filter (external workers only:
+    # a manage.py worker claims exactly the kinds it has jobs for).
+    kinds = models.JSONField(default=list, blank=True)
+    every_kind = models.BooleanField(default=False)
+    concurrency = models.PositiveIntegerField(null=True, blank=True)
+    # External workers claim with a project's key and so serve that project only; null: every
+    # project.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, null=True, blank=True,
+                                related_name="workers")
+    started_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.worker_id

@@ -42,6 +42,7 @@ from runs.services import (
     lifecycle_row,
 )
 from runs.wakeup import workers_wake
+from runs.worker_registry import worker_beat, worker_seen
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,16 @@ def run_claim_next(
         with transaction.atomic():
             runs = _claim_generic(worker_id, kinds, limit, project_id, source, now)
     return sorted(runs, key=lambda r: (r.created_at, r.id))
+
+
+def run_claim_external(
+    *, worker_id: str, kinds: Sequence[str] | None, limit: int, project_id: int | None
+) -> list[Run]:
+    """The claim API (``POST /runs/claim``): an external worker's claim also registers it as
+    online for the kinds it asks for, so runs of those kinds do not say they wait for nobody."""
+    _check_worker_id(worker_id)
+    worker_seen(worker_id=worker_id, kinds=kinds, project_id=project_id)
+    return run_claim_next(worker_id, kinds, limit, project_id=project_id)
 
 
 def _wait_ms(now: datetime, due: datetime | None) -> int | None:
@@ -221,7 +232,10 @@ def runs_heartbeat(
 
 
 def run_heartbeat(*, run_id: str, worker_id: str, project_id: int | None = None) -> Heartbeat:
-    """One run's heartbeat (the HTTP endpoint): 409 unless ``worker_id`` holds the run."""
+    """One run's heartbeat (the HTTP endpoint): 409 unless ``worker_id`` holds the run. It
+    also keeps the external worker online in the registry."""
+    _check_worker_id(worker_id)
+    worker_beat(worker_id=worker_id)
     beat = runs_heartbeat(worker_id=worker_id, run_ids=[run_id], project_id=project_id).get(run_id)
     if beat is not None:
         return beat

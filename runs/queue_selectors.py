@@ -1,4 +1,5 @@
-"""Reads about the queue: depth, age, enqueue→start latency, durations and success rate.
+"""Reads about the queue: depth, age, enqueue→start latency, durations and success rate; the
+registered workers and whether a queued run has one online to claim it.
 
 The groundwork of the ``/metrics`` endpoint (PRODUCT.md §13). Depth and age read only unfinished
 runs (the partial indexes cover them); the windowed figures read the runs active since ``since``,
@@ -9,14 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db.models import Count, Min, Q
+from django.conf import settings
+from django.db.models import BooleanField, Count, ExpressionWrapper, Min, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from runs import lifecycle as lc
-from runs.models import Run, RunEvent, RunState
+from runs.models import Run, RunEvent, RunState, Worker
+from tracefoundry.roles import Access
 
 
 @dataclass(frozen=True)
@@ -115,3 +118,57 @@ def run_outcomes(*, since: datetime, kind: str | None = None) -> RunOutcomes:
             durations.append((finished - started).total_seconds() * 1000)
     return RunOutcomes(counts[RunState.SUCCEEDED], counts[RunState.FAILED],
                        counts[RunState.CANCELED], Distribution.of(durations))
+
+
+# --- workers ----------------------------------------------------------------------------------
+
+def _online_cutoff(now: datetime | None = None) -> datetime:
+    """A worker is online while its last heartbeat is younger than the stall timeout: the same
+    patience the reaper has with the runs it holds."""
+    now = now or timezone.now()
+    return now - timedelta(seconds=settings.TRACEFOUNDRY_STALL_TIMEOUT_SECONDS)
+
+
+def worker_list(*, access: Access) -> QuerySet[Worker]:
+    """Registered workers, newest first, each with ``online``. Workers are global, but an
+    external worker belongs to its key's project: a key sees the server's own workers and its
+    project's."""
+    qs = Worker.objects.select_related("project").annotate(
+        online=ExpressionWrapper(Q(heartbeat_at__gte=_online_cutoff()),
+                                 output_field=BooleanField()))
+    if access.project_id is not None:
+        qs = qs.filter(Q(project__isnull=True) | Q(project_id=access.project_id))
+    return qs
+
+
+@dataclass(frozen=True)
+class OnlineKinds:
+    """What the online workers claim, per project they serve (None: every project)."""
+
+    every_kind: frozenset[int | None]
+    kinds: dict[int | None, frozenset[str]]
+
+    def serves(self, *, kind: str, project_id: int) -> bool:
+        return any(scope in self.every_kind or kind in self.kinds.get(scope, ())
+                   for scope in (None, project_id))
+
+
+def workers_online_kinds(*, now: datetime | None = None) -> OnlineKinds:
+    """One query: the kinds the online workers claim."""
+    every: set[int | None] = set()
+    kinds: dict[int | None, set[str]] = {}
+    rows = (Worker.objects.filter(heartbeat_at__gte=_online_cutoff(now))
+            .values_list("project_id", "every_kind", "kinds"))
+    for project_id, every_kind, worker_kinds in rows:
+        if every_kind:
+            every.add(project_id)
+        kinds.setdefault(project_id, set()).update(worker_kinds or ())
+    return OnlineKinds(frozenset(every), {p: frozenset(k) for p, k in kinds.items()})
+
+
+def run_waiting(run: Run, online: OnlineKinds) -> str | None:
+    """Why a queued run is not being picked up, or None: the run API, ``runs status`` and the
+    run page all say it with these words."""
+    if run.state != RunState.QUEUED or online.serves(kind=run.kind, project_id=run.project_id):
+        return None
+    return f"no worker online serves kind {run.kind}"

@@ -10,8 +10,13 @@ succeeds every run finished meanwhile at once (``services.runs_succeed``: one st
 PostgreSQL, each run with its own ``run.succeeded`` event) before it claims again. The run stays
 in hand (heartbeated) until then. Failures and cancels are reported by the slot right away.
 
-SIGTERM (``stop()``): stop claiming, give the jobs in hand the shutdown grace period, hand the
-unfinished ones back to the queue, return. Log lines are ``key=value`` with the run id and
+The worker registers itself (runs/worker_registry.py) at start, beats there on the housekeeping
+tick and unregisters on a clean exit, so a queued run can tell whether any online worker claims
+its kind.
+
+SIGTERM (``stop()``): stop claiming, give the jobs in hand the shutdown grace period less a
+reserve, hand the unfinished ones back to the queue, return: all within the grace period. Log
+lines are ``key=value`` with the run id and
 timings.
 """
 
@@ -40,6 +45,12 @@ from runs.jobs import JobCanceled, JobContext, JobError, JobLost, job_for, jobs_
 from runs.models import Run
 from runs.queue import run_claim_next, run_release, runs_heartbeat, runs_reap
 from runs.wakeup import QueueListener, listener_supported
+from runs.worker_registry import (
+    worker_beat,
+    worker_register,
+    worker_unregister,
+    workers_forget_stale,
+)
 
 log = logging.getLogger("tracefoundry.worker")
 
@@ -47,6 +58,10 @@ LOG_FLUSH_BYTES = 32 * 1024
 # A succeeded job waits at most this long for the jobs still running beside it, so that they are
 # reported together (one statement instead of one each).
 REPORT_BATCH_WAIT = 0.02
+# Of the shutdown grace period, the part kept for handing the unfinished runs back and letting
+# the threads close their connections (at most a second): the whole shutdown, SIGTERM to exit,
+# fits in the grace period, so a container's stop timeout never has to SIGKILL a worker.
+SHUTDOWN_RESERVE = 1.0
 
 
 def default_worker_id() -> str:
@@ -225,11 +240,17 @@ class Worker:
         self.executed = 0
         self.report_batches = 0
         self._threads: list[threading.Thread] = []
+        self._stop_at: float | None = None  # monotonic() of the first stop()
+        # Orders the housekeeping's beat (which re-registers a forgotten worker) against the
+        # unregistering at shutdown, so a stopped worker never registers again.
+        self._registry_lock = threading.Lock()
 
     # -- control
 
     def stop(self) -> None:
         """Ask the worker to shut down gracefully (the SIGTERM handler calls this)."""
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()  # the grace period counts from the signal
         self._stopping.set()
         self._wake.set()
 
@@ -252,8 +273,9 @@ class Worker:
         self._threads = threads
         if cfg.listen and listener_supported():
             QueueListener(self._on_notify, self._done).start()
-        log.info(logfmt("worker.started", worker=self.worker_id, concurrency=cfg.concurrency,
-                        kinds=",".join(self.kinds), db=connection.vendor,
+        self._register()
+        log.info(logfmt("worker.started", worker=self.worker_id, kinds=",".join(self.kinds),
+                        concurrency=cfg.concurrency, db=connection.vendor,
                         wake="listen/notify" if cfg.listen and listener_supported() else "poll",
                         poll_ms=round(cfg.poll_seconds * 1000)))
         try:
@@ -304,6 +326,21 @@ class Worker:
                 log.debug(logfmt("run.claimed", worker=self.worker_id, run_id=run.id,
                                  kind=run.kind, attempt=run.attempt))
         return contexts
+
+    def _register(self) -> None:
+        try:
+            worker_register(worker_id=self.worker_id, kinds=self.kinds,
+                            host=socket.gethostname(), pid=os.getpid(),
+                            concurrency=self.config.concurrency)
+        except Exception:
+            # The housekeeping tick registers it again once the database answers.
+            log.exception(logfmt("worker.register_failed", worker=self.worker_id))
+            close_old_connections()
+
+    def _beat_registry(self) -> None:
+        with self._registry_lock:
+            if not self._stopping.is_set() and not worker_beat(worker_id=self.worker_id):
+                self._register()  # forgotten meanwhile (or never registered)
 
     def _context(self, run: Run) -> JobContext:
         return JobContext(run=run, worker_id=self.worker_id, heartbeat=self._heartbeat_one,
@@ -496,6 +533,7 @@ class Worker:
             try:
                 if now >= next_beat:
                     next_beat = now + cfg.heartbeat_seconds
+                    self._beat_registry()
                     with self._lock:
                         in_hand = list(self._in_hand.items())
                     if in_hand:
@@ -505,6 +543,7 @@ class Worker:
                 if now >= next_reap and not self._stopping.is_set():
                     next_reap = now + cfg.reaper_interval
                     runs_reap(stall_timeout=cfg.stall_timeout)
+                    workers_forget_stale()
             except Exception:
                 log.exception(logfmt("worker.housekeeping_failed", worker=self.worker_id))
                 close_old_connections()
@@ -514,8 +553,19 @@ class Worker:
 
     def _shutdown(self) -> None:
         cfg = self.config
+        stop_at = self._stop_at if self._stop_at is not None else time.monotonic()
+        end = stop_at + cfg.shutdown_grace
+        reserve = min(SHUTDOWN_RESERVE, cfg.shutdown_grace / 4)
+        jobs_deadline = end - reserve
         log.info(logfmt("worker.stopping", worker=self.worker_id, in_hand=self._count_in_hand(),
                         grace_s=cfg.shutdown_grace))
+        try:
+            # It claims nothing more: runs of its kinds must not count on it.
+            with self._registry_lock:
+                worker_unregister(worker_id=self.worker_id)
+        except Exception:
+            log.exception(logfmt("worker.unregister_failed", worker=self.worker_id))
+            close_old_connections()
         # Runs claimed but not started yet go straight back.
         while True:
             try:
@@ -526,8 +576,7 @@ class Worker:
                 self._release(ctx)
                 with self._lock:
                     self._in_hand.pop(ctx.run_id, None)
-        deadline = time.monotonic() + cfg.shutdown_grace
-        while self._count_in_hand() and time.monotonic() < deadline:
+        while self._count_in_hand() and time.monotonic() < jobs_deadline:
             self._report_finished()
             if self._count_in_hand():
                 self._wake.wait(0.05)
@@ -540,13 +589,15 @@ class Worker:
         self._done.set()
         for _ in range(cfg.concurrency):
             self._inbox.put(None)
-        # Let the threads give their database connections back (a job still running after it
-        # was handed back is abandoned: its thread is a daemon).
-        deadline = time.monotonic() + 2.0
+        # Let the threads give their database connections back, until half the reserve is left
+        # for the process to exit (a job still running after it was handed back is abandoned:
+        # its thread is a daemon).
+        threads_deadline = end - reserve / 2
         for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(max(0.0, threads_deadline - time.monotonic()))
         log.info(logfmt("worker.stopped", worker=self.worker_id, executed=self.executed,
-                        report_batches=self.report_batches, released=len(left)))
+                        report_batches=self.report_batches, released=len(left),
+                        shutdown_ms=(time.monotonic() - stop_at) * 1000))
 
     def _release(self, ctx: JobContext) -> None:
         ctx.released = True

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from runs.models import Run, RunEvent, Step
+from runs import queue_selectors
+from runs.models import Run, RunEvent, RunState, Step, Worker
 from runs.selectors import EVENT_PAGE_DEFAULT, EVENT_PAGE_MAX
 
 
@@ -13,6 +14,9 @@ class RunSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     duration_ms = serializers.IntegerField(read_only=True, allow_null=True)
     links = serializers.SerializerMethodField()
+    waiting = serializers.SerializerMethodField(help_text=(
+        "Queued runs only: `no worker online serves kind X` while no online worker claims "
+        "the run's kind (for its project); null otherwise."))
 
     class Meta:
         model = Run
@@ -22,7 +26,7 @@ class RunSerializer(serializers.ModelSerializer):
             "cancel_requested_at", "started_at", "finished_at", "created_at", "updated_at",
             "duration_ms", "output_ref", "error", "correlation_id", "trace_id", "steps_total",
             "steps_completed", "event_count", "error_count", "dropped_event_count",
-            "latest_event_at", "progress", "links",
+            "latest_event_at", "progress", "links", "waiting",
         ]
         read_only_fields = fields
 
@@ -35,6 +39,15 @@ class RunSerializer(serializers.ModelSerializer):
         base = f"/api/v1/runs/{run.id}"
         return {"self": base, "events": f"{base}/events", "steps": f"{base}/steps"}
 
+    def get_waiting(self, run: Run) -> str | None:
+        if run.state != RunState.QUEUED:
+            return None
+        # Read once per response (the root serializer's context), however many runs it lists.
+        context = self.context
+        if "online_kinds" not in context:
+            context["online_kinds"] = queue_selectors.workers_online_kinds()
+        return queue_selectors.run_waiting(run, context["online_kinds"])
+
 
 class RunListSerializer(RunSerializer):
     """The list omits the input and error bodies, which can be large."""
@@ -42,6 +55,29 @@ class RunListSerializer(RunSerializer):
     class Meta(RunSerializer.Meta):
         fields = [f for f in RunSerializer.Meta.fields if f not in ("input", "error")]
         read_only_fields = fields
+
+
+class WorkerSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True, help_text=(
+        "External workers serve their key's project only; null: every project."))
+    kinds = serializers.ListField(child=serializers.CharField(), allow_null=True, help_text=(
+        "The kinds it claims; null: every kind."))
+    source = serializers.CharField(help_text=(
+        "`process`: a `manage.py worker`; `api`: an external worker (`POST /runs/claim`)."))
+    online = serializers.BooleanField(help_text=(
+        "Its last heartbeat is younger than the stall timeout."))
+
+    class Meta:
+        model = Worker
+        fields = ["worker_id", "source", "host", "pid", "kinds", "concurrency", "project",
+                  "started_at", "heartbeat_at", "online"]
+        read_only_fields = fields
+
+    def to_representation(self, worker: Worker) -> dict:
+        data = super().to_representation(worker)
+        if worker.every_kind:
+            data["kinds"] = None
+        return data
 
 
 class RunEnqueueSerializer(serializers.Serializer):

@@ -7,6 +7,7 @@ STEP = r"steps/(?P<step_id>step_[0-9A-Za-z]{1,36})"
 
 urlpatterns = [
     re_path(r"^runs/?$", views.RunListCreateView.as_view(), name="run-list"),
+    re_path(r"^workers/?$", views.WorkerListView.as_view(), name="worker-list"),
     re_path(r"^runs/claim/?$", views.RunClaimView.as_view(), name="run-claim"),
     re_path(rf"^{RUN}/?$", views.RunDetailView.as_view(), name="run-detail"),
     re_path(rf"^{RUN}/start/?$", views.RunStartView.as_view(), name="run-start"),

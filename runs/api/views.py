@@ -13,7 +13,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from runs import queue, selectors, services, wire
+from runs import queue, queue_selectors, selectors, services, wire
 from runs.api import serializers as s
 from runs.api.filters import RunFilter
 from runs.models import Run
@@ -210,15 +210,16 @@ class RunClaimView(APIView):
         description=(
             "Atomically claims up to `limit` due queued runs (oldest first) for `worker_id`: "
             "each becomes `running` with `attempt` + 1 and a `run.started` event. No run is "
-            "ever given to two workers. Heartbeat each run (`POST /runs/{id}/heartbeat`) more "
-            "often than the server's stall timeout, then `succeed` or `fail` it with the same "
-            "`worker_id`."
+            "ever given to two workers. A claim also registers `worker_id` as online for "
+            "`kinds` (every kind when empty) in `GET /workers`. Heartbeat each run "
+            "(`POST /runs/{id}/heartbeat`) more often than the server's stall timeout, then "
+            "`succeed` or `fail` it with the same `worker_id`."
         ),
     )
     def post(self, request):
         data = validated(s.RunClaimSerializer, request.data)
-        runs = queue.run_claim_next(
-            data["worker_id"], data["kinds"], data["limit"],
+        runs = queue.run_claim_external(
+            worker_id=data["worker_id"], kinds=data["kinds"], limit=data["limit"],
             project_id=access_for(request).project_id,
         )
         prefetch_related_objects(runs, "project")
@@ -356,3 +357,32 @@ class EventListCreateView(RunScopedView):
             },
             status=status.HTTP_202_ACCEPTED if result.dropped else status.HTTP_201_CREATED,
         )
+
+
+class WorkerPagination(ListCursorPagination):
+    ordering = ("-started_at", "-id")
+
+
+class WorkerListView(generics.GenericAPIView):
+    """`GET` lists the registered workers (viewer+, or a `runs:read` key: the server's own
+    workers and the external workers of the key's project)."""
+
+    serializer_class = s.WorkerSerializer
+    pagination_class = WorkerPagination
+    permission_classes = [allows(Cap.READ)]
+
+    def get_queryset(self):
+        return queue_selectors.worker_list(access=access_for(self.request))
+
+    @extend_schema(
+        responses={200: s.WorkerSerializer(many=True), **common_errors("Invalid cursor")},
+        operation_id="workers_list",
+        description=(
+            "Workers that claim runs: `manage.py worker` processes (registered at start, "
+            "removed on a clean exit) and external workers (registered by `POST /runs/claim`, "
+            "kept online by their heartbeats). `online`: heard from within the stall timeout."
+        ),
+    )
+    def get(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.WorkerSerializer(page, many=True).data)

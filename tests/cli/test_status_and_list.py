@@ -26,6 +26,18 @@ def test_status_shows_a_run(cli):
 
 
 @pytest.mark.django_db
+def test_status_says_when_no_worker_serves_a_queued_run(cli, project):
+    run, _ = services.run_enqueue(project=project, kind="script.pull")
+    result = cli("runs", "status", run.id)
+    assert result.code == 0, result.err
+    fields = dict(line.split(None, 1) for line in result.lines)
+    assert fields["state"] == "queued"
+    assert fields["waiting"] == "no worker online serves kind script.pull"
+    services.run_cancel(run_id=run.id, reason="x")
+    assert "waiting" not in cli("runs", "status", run.id).out
+
+
+@pytest.mark.django_db
 def test_status_json_is_what_the_api_returns(cli, viewer):
     run = RunFactory(state="succeeded", input={"a": [1, "b"]})
     result = cli("runs", "status", run.id, "--json")

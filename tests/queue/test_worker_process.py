@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from runs import services
-from runs.models import Run, RunEvent
+from runs.models import Run, RunEvent, Worker
 from tests.queue.conftest import wait_until
 
 pytestmark = [pytest.mark.postgres,
@@ -89,6 +89,23 @@ def test_sigterm_hands_back_a_job_that_outlives_the_grace_period(project, worker
     event = RunEvent.objects.filter(run=run).order_by("-id").first()
     assert event.type == "run.retrying" and event.payload["reason"] == "worker_shutdown"
     assert "event=run.released" in worker.log
+
+
+def test_sigterm_with_the_default_grace_hands_back_and_exits_cleanly(project, worker_process):
+    """The default grace (8 s) against a job that outlives it: the worker hands the run back and
+    exits 0 by itself, inside a container's 10 s stop timeout (the shutdown, grace + hand-back +
+    cleanup, fits in the grace period; its log says how long it took as shutdown_ms)."""
+    run, _ = services.run_enqueue(project=project, kind="system.sleep", input={"seconds": 600})
+    worker = worker_process("--worker-id", "w-default-grace", **FAST)
+    job_started(worker, run)
+    assert Worker.objects.filter(worker_id="w-default-grace").exists()
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(60) == 0, worker.log  # the timeout only guards against a hang
+    run.refresh_from_db()
+    assert run.state == "queued" and run.claimed_by == "" and run.attempt == 0
+    assert "event=run.released" in worker.log and "event=worker.stopped" in worker.log
+    assert "released=1" in worker.log
+    assert not Worker.objects.filter(worker_id="w-default-grace").exists()
 
 
 def test_worker_wakes_on_notify_and_runs_jobs_concurrently(project, worker_process):

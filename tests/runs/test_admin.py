@@ -27,6 +27,8 @@ def demo(project):
     "/admin/runs/step/",
     "/admin/runs/runevent/?level__exact=error",
     "/admin/runs/project/",
+    "/admin/runs/worker/",
+    "/admin/runs/worker/?source__exact=api",
     "/admin/tracefoundry/apikey/",
     "/admin/payloads/payloadblob/",
     "/admin/traces/trace/",

@@ -22,6 +22,7 @@ ENDPOINTS = [
     ("GET", "/api/v1/runs/{run}", None, READ),
     ("GET", "/api/v1/runs/{run}/events", None, READ),
     ("GET", "/api/v1/runs/{run}/steps", None, READ),
+    ("GET", "/api/v1/workers", None, READ),
     ("POST", "/api/v1/runs", {"kind": "x"}, WRITE),
     ("POST", "/api/v1/runs/{run}/cancel", {}, WRITE),
     ("POST", "/api/v1/runs/{run}/events", {"type": "note"}, APPEND),

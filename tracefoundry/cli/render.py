@@ -85,6 +85,8 @@ def run_detail(run: RunDict) -> str:
         ("kind", run["kind"]),
         ("name", run["name"] or "-"),
         ("state", run["state"]),
+        # Only while a queued run has no online worker for its kind (the API's `waiting`).
+        *([("waiting", run["waiting"])] if run.get("waiting") else []),
         ("attempt", f"{run['attempt']}/{run['max_attempts']}"),
         ("idempotency_key", run["idempotency_key"] or "-"),
         ("claimed_by", run["claimed_by"] or "-"),
