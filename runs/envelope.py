@@ -192,7 +192,7 @@ def validate_envelope(raw: Any, index: int, errors: list, *, default_source: str
     elif etype.startswith(lc.RESERVED_PREFIXES):
         errors.append(_error(index, "type", "run.* and step.* events are written by the server"))
     level = raw.get("level", "error" if etype == "error" else "info")
-    if level not in lc.LEVELS:
+    if not isinstance(level, str) or level not in lc.LEVELS:
         errors.append(_error(index, "level", "must be one of debug, info, warn, error"))
     source = raw.get("source", default_source)
     if not isinstance(source, str) or not lc.SOURCE_RE.match(source):

@@ -36,3 +36,23 @@ def validated(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+# What drf-spectacular cannot say from a serializer: the events endpoint (runs.envelope)
+# refuses unknown fields and takes 1 to EVENT_BATCH_MAX events in a batch.
+def close_event_bodies(result, generator, request, public):
+    """SPECTACULAR postprocessing hook: `EventInRequest` takes no other fields, a batch
+    (`EventAppendRequest`) holds 1 to EVENT_BATCH_MAX events, and the body is required."""
+    from runs.api.serializers import EVENT_BATCH_MAX
+
+    schemas = result.get("components", {}).get("schemas", {})
+    if "EventInRequest" in schemas:
+        schemas["EventInRequest"]["additionalProperties"] = False
+    for variant in schemas.get("EventAppendRequest", {}).get("oneOf", []):
+        if variant.get("type") == "array":
+            variant.update(minItems=1, maxItems=EVENT_BATCH_MAX)
+    for item in result.get("paths", {}).values():
+        operation = item.get("post", {})
+        if operation.get("operationId") == "runs_events_append":
+            operation["requestBody"]["required"] = True
+    return result

@@ -17,7 +17,6 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.renderers import BaseRenderer
 
@@ -25,6 +24,7 @@ from runs import live, realtime
 from runs.api.views import ERRORS, RunScopedView
 from runs.errors import InvalidInput
 from runs.models import FINISHED_RUN_STATES
+from tracefoundry.api_inputs import MAX_BIGINT
 from tracefoundry.api_renderers import FastJSONRenderer
 from tracefoundry.permissions import allows
 from tracefoundry.roles import Cap
@@ -57,7 +57,23 @@ def _after_id(request) -> int:
                            details={"after_id": raw}) from None
     if value < 0:
         raise InvalidInput("after_id / Last-Event-ID must not be negative")
+    if value > MAX_BIGINT:
+        raise InvalidInput("after_id / Last-Event-ID is beyond any event id")
     return value
+
+
+_EVENT_ID = {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT}
+# One Server-Sent Event as clients parse it (OpenAPI 3.0 has no item schema for streams).
+SSE_FRAME = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["run", "event", "end"]},
+        "data": {"type": "string", "description": "The frame's JSON object."},
+        "id": {"type": "string", "description": "The event id, on `event` frames."},
+        "retry": {"type": "integer"},
+    },
+}
 
 
 async def event_stream(run_id: str, after_id: int, keepalive: float):
@@ -130,13 +146,13 @@ class EventStreamView(RunScopedView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("after_id", int, description="Start after this event id."),
-            OpenApiParameter("Last-Event-ID", int, OpenApiParameter.HEADER,
+            OpenApiParameter("after_id", _EVENT_ID, description="Start after this event id."),
+            OpenApiParameter("Last-Event-ID", _EVENT_ID, OpenApiParameter.HEADER,
                              description="Resume after this event id (set by EventSource)."),
         ],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR,
+                SSE_FRAME,
                 description=(
                     "`event: run` frames carry the run snapshot (first, and on every change); "
                     "`id: <event id>` + `event: event` frames carry events in id order; "

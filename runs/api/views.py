@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from django.db.models import prefetch_related_objects
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.filters import OrderingFilter
@@ -70,7 +69,9 @@ class RunListCreateView(generics.GenericAPIView):
 
     @extend_schema(
         request=s.RunEnqueueSerializer,
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        parameters=[OpenApiParameter(
+            "Idempotency-Key", {"type": "string", "maxLength": s.IDEMPOTENCY_KEY_MAX},
+            OpenApiParameter.HEADER, description="Same as the body's `idempotency_key`.")],
         responses={201: s.RunSerializer, 200: s.RunSerializer, **ERRORS,
                    409: error_response("Idempotency-Key reused with another body"),
                    429: error_response("Throttled; see Retry-After")},
@@ -78,6 +79,8 @@ class RunListCreateView(generics.GenericAPIView):
     )
     def post(self, request):
         data = validated(s.RunEnqueueSerializer, request.data)
+        header = validated(s.IdempotencyHeaderSerializer,
+                           {"key": request.headers.get("Idempotency-Key", "")})["key"]
         access = access_for(request)
         slug = data.get("project")
         if access.api_key is not None:
@@ -91,7 +94,7 @@ class RunListCreateView(generics.GenericAPIView):
             kind=data["kind"],
             input=data.get("input"),
             name=data.get("name", ""),
-            idempotency_key=request.headers.get("Idempotency-Key") or data.get("idempotency_key"),
+            idempotency_key=header or data.get("idempotency_key"),
             max_attempts=data.get("max_attempts"),
             run_after=data.get("run_after"),
             correlation_id=data.get("correlation_id", ""),
@@ -279,7 +282,7 @@ class StepActionView(RunScopedView):
     @extend_schema(request=s.StepFailSerializer, responses={200: s.StepSerializer, **ERRORS,
                                                             **CONFLICT})
     def post(self, request, run_id: str, step_id: str):
-        error = validated(s.StepFailSerializer, request.data)["error"] if request.data else ""
+        error = validated(s.StepFailSerializer, request.data)["error"]
         step = services.step_transition(
             run_id=self.get_run(run_id).id, step_id=step_id, action=self.action, error=error
         )
@@ -298,13 +301,7 @@ class EventListCreateView(RunScopedView):
         return [allows(Cap.APPEND if self.request.method == "POST" else Cap.READ)()]
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("after_id", int, description="Return events with id > after_id."),
-            OpenApiParameter("limit", int, description="Default 100, max 1000."),
-            OpenApiParameter("types", str, description="Comma-separated event types."),
-            OpenApiParameter("level", str, description="Comma-separated levels."),
-            OpenApiParameter("step_id", str),
-        ],
+        parameters=[s.EventQuerySerializer],
         responses={200: s.EventPageSerializer, **ERRORS},
         operation_id="runs_events_list",
     )
@@ -320,7 +317,11 @@ class EventListCreateView(RunScopedView):
                          "next_after_id": next_after_id})
 
     @extend_schema(
-        request={"application/json": OpenApiTypes.OBJECT},
+        request=PolymorphicProxySerializer(
+            component_name="EventAppend",
+            serializers=[s.EventInSerializer, s.EventInSerializer(many=True)],
+            resource_type_field_name=None, many=False,
+        ),
         description=(
             "Body: one event object (see EventIn) or a list of up to 1,000. A batch is "
             "validated as a whole: one bad event rejects it with 400 and nothing is stored. "

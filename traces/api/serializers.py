@@ -109,30 +109,39 @@ class TraceDetailSerializer(TraceSerializer):
         return SpanSerializer(root).data if root is not None else None
 
 
+def _full_only(field: serializers.Field) -> serializers.Field:
+    """A column the full listing has and ``?fields=compact`` leaves out."""
+    field.required = False
+    field.help_text = (field.help_text + " " if field.help_text else "") + (
+        "Not with `?fields=compact`.")
+    return field
+
+
 class SpanNodeSerializer(serializers.Serializer):
-    """A span in the tree listing (built as plain dicts by traces.selectors.span_tree)."""
+    """A span in the listing (built as plain dicts by traces.selectors.span_tree). With
+    ``?fields=compact`` only what a tree/waterfall row draws (about a third of the bytes)."""
 
     span_id = serializers.CharField()
     parent_span_id = serializers.CharField(help_text="Empty for a root span.")
     name = serializers.CharField()
-    kind = serializers.CharField()
-    service_name = serializers.CharField()
-    start_time_unix_nano = serializers.IntegerField()
-    end_time_unix_nano = serializers.IntegerField()
+    kind = _full_only(serializers.CharField())
+    service_name = _full_only(serializers.CharField())
+    start_time_unix_nano = _full_only(serializers.IntegerField())
+    end_time_unix_nano = _full_only(serializers.IntegerField())
     start_offset_ms = serializers.FloatField(help_text="Start relative to the trace's first span.")
     duration_ms = serializers.FloatField()
     status_code = serializers.CharField()
-    status_message = serializers.CharField()
+    status_message = _full_only(serializers.CharField())
     span_type = serializers.CharField()
     model = serializers.CharField()
-    input_tokens = serializers.IntegerField(allow_null=True)
-    output_tokens = serializers.IntegerField(allow_null=True)
-    cost_usd = serializers.DecimalField(max_digits=18, decimal_places=8, coerce_to_string=False,
-                                        allow_null=True)
+    input_tokens = _full_only(serializers.IntegerField(allow_null=True))
+    output_tokens = _full_only(serializers.IntegerField(allow_null=True))
+    cost_usd = _full_only(serializers.DecimalField(
+        max_digits=18, decimal_places=8, coerce_to_string=False, allow_null=True))
     tool_name = serializers.CharField()
     is_retry = serializers.BooleanField()
     is_timeout = serializers.BooleanField()
-    run_id = serializers.CharField()
+    run_id = _full_only(serializers.CharField())
     depth = serializers.IntegerField(help_text="0 for roots and orphans.")
     orphan = serializers.BooleanField(
         help_text="True for a span whose parent is not in the trace (it and its subtree are "
@@ -150,35 +159,6 @@ class SpanListSerializer(serializers.Serializer):
     spans = SpanNodeSerializer(many=True, help_text=(
         "Flat (default): every span, depth-first from the roots with siblings by start time, "
         "then the orphans. With `?tree=1`: the roots and orphans, with nested `children`."))
-
-
-class SpanCompactNodeSerializer(serializers.Serializer):
-    """A span in the ``?fields=compact`` listing: only what a tree/waterfall row draws."""
-
-    span_id = serializers.CharField()
-    parent_span_id = serializers.CharField(help_text="Empty for a root span.")
-    name = serializers.CharField()
-    start_offset_ms = serializers.FloatField(help_text="Start relative to the trace's first span.")
-    duration_ms = serializers.FloatField()
-    status_code = serializers.CharField()
-    span_type = serializers.CharField()
-    model = serializers.CharField()
-    tool_name = serializers.CharField()
-    is_retry = serializers.BooleanField()
-    is_timeout = serializers.BooleanField()
-    depth = serializers.IntegerField(help_text="0 for roots and orphans.")
-    orphan = serializers.BooleanField()
-    children = serializers.ListField(
-        child=serializers.DictField(), required=False,
-        help_text="Only with `?tree=1`: the child spans, each of this same shape.",
-    )
-
-
-class SpanCompactListSerializer(serializers.Serializer):
-    trace_id = serializers.CharField()
-    span_count = serializers.IntegerField()
-    spans = SpanCompactNodeSerializer(many=True, help_text=(
-        "The spans of `?fields=compact`, in the same order as the full listing."))
 
 
 class SpanListQuerySerializer(serializers.Serializer):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -73,11 +73,7 @@ class TraceSpanListView(APIView):
                 "`compact`: only the columns a tree/waterfall row draws (about a third of the "
                 "bytes; what the trace page loads). Default `full`.")),
         ],
-        responses={200: PolymorphicProxySerializer(
-            component_name="SpanListing",
-            serializers=[s.SpanListSerializer, s.SpanCompactListSerializer],
-            resource_type_field_name=None,
-        ), **ERRORS},
+        responses={200: s.SpanListSerializer, **ERRORS},
         operation_id="traces_spans_list",
         description=(
             "Every span of the trace, in drawing order: depth-first from the roots, siblings by "
