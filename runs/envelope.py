@@ -156,8 +156,9 @@ def _check_str(raw: Mapping, key: str, index: int, errors: list, *, max_len: int
     value = raw.get(key)
     if value is None:
         return ""
-    if not isinstance(value, str) or len(value) > max_len:
-        errors.append(_error(index, key, f"must be a string of at most {max_len} characters"))
+    if not isinstance(value, str) or len(value) > max_len or "\x00" in value:
+        errors.append(_error(index, key, f"must be a string of at most {max_len} characters "
+                                         "(no NUL)"))
         return ""
     return value
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import django_filters
 from django import forms
 from django_filters.fields import IsoDateTimeField
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 MAX_INT = 2**31 - 1  # an integer column
@@ -20,6 +21,10 @@ MAX_BIGINT = 2**63 - 1  # a bigint column (ids, counters)
 # PostgreSQL refuses a timestamp whose UTC offset is beyond ±15:59 ("time zone displacement
 # out of range"); Python accepts up to ±23:59.
 MAX_UTC_OFFSET = timedelta(hours=15, minutes=59)
+DATETIME_SCHEMA = {
+    "type": "string", "format": "date-time", "pattern": r"(?:[Zz]|[+-](?:0\d|1[0-5]):[0-5]\d)$",
+    "description": "ISO 8601 with Z or a UTC offset within ±15:59.",
+}
 
 
 def datetime_checked(value: datetime) -> datetime:
@@ -34,6 +39,7 @@ def datetime_checked(value: datetime) -> datetime:
     return value
 
 
+@extend_schema_field(DATETIME_SCHEMA)
 class DateTimeField(serializers.DateTimeField):
     """A JSON date-time the database can store."""
 
@@ -59,6 +65,7 @@ class _CheckedIsoDateTimeField(IsoDateTimeField):
             raise forms.ValidationError(str(exc), code="invalid") from None
 
 
+@extend_schema_field(DATETIME_SCHEMA)
 class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     """``?since=``-style filters: ISO 8601 with an offset the database can compare."""
 

@@ -38,11 +38,26 @@ def validated(serializer_class, data) -> dict:
     return serializer.validated_data
 
 
-# What drf-spectacular cannot say from a serializer: the events endpoint (runs.envelope)
-# refuses unknown fields and takes 1 to EVENT_BATCH_MAX events in a batch.
-def close_event_bodies(result, generator, request, public):
-    """SPECTACULAR postprocessing hook: `EventInRequest` takes no other fields, a batch
-    (`EventAppendRequest`) holds 1 to EVENT_BATCH_MAX events, and the body is required."""
+
+# Text fields refuse NUL (DRF's CharField; PostgreSQL text cannot hold it): say so in the schema
+# of every free-text input, so clients (and the fuzzer) know.
+NO_NUL_PATTERN = "^[^\\x00]*$"
+
+
+def _forbid_nul(schema: dict) -> None:
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and not {"pattern", "enum", "format"} & set(schema):
+        schema["pattern"] = NO_NUL_PATTERN
+    for sub in schema.get("properties", {}).values():
+        _forbid_nul(sub)
+    _forbid_nul(schema.get("items"))
+
+
+def document_input_rules(result, generator, request, public):
+    """SPECTACULAR postprocessing hook for the input rules drf-spectacular cannot read from a
+    serializer: `EventInRequest` takes no other fields, a batch (`EventAppendRequest`) holds 1
+    to EVENT_BATCH_MAX events and is required, and free text never holds NUL."""
     from runs.api.serializers import EVENT_BATCH_MAX
 
     schemas = result.get("components", {}).get("schemas", {})
@@ -51,8 +66,13 @@ def close_event_bodies(result, generator, request, public):
     for variant in schemas.get("EventAppendRequest", {}).get("oneOf", []):
         if variant.get("type") == "array":
             variant.update(minItems=1, maxItems=EVENT_BATCH_MAX)
+    for name, schema in schemas.items():
+        if name.endswith("Request"):
+            _forbid_nul(schema)
     for item in result.get("paths", {}).values():
-        operation = item.get("post", {})
-        if operation.get("operationId") == "runs_events_append":
-            operation["requestBody"]["required"] = True
+        for method, operation in item.items():
+            for parameter in operation.get("parameters", []):
+                _forbid_nul(parameter.get("schema"))
+            if method == "post" and operation.get("operationId") == "runs_events_append":
+                operation["requestBody"]["required"] = True
     return result

@@ -36,8 +36,12 @@ class ListCursorPagination(CursorPagination):
 
     def decode_cursor(self, request):
         """DRF's cursor, with its position checked against the sort column: a forged cursor
-        is the usual invalid-cursor 404, not a 500 from the query it would build."""
-        cursor = super().decode_cursor(request)
+        is a 400 (bad input, like every other; DRF answers 404), not a 500 from the query it
+        would build."""
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:
+            raise self._invalid_cursor() from None
         if cursor is None or cursor.position is None:
             return cursor
         ordering = self.ordering if isinstance(self.ordering, (list, tuple)) else [self.ordering]
@@ -49,8 +53,11 @@ class ListCursorPagination(CursorPagination):
             if isinstance(field, models.DateTimeField):
                 datetime_checked(value)
         except (DjangoValidationError, ValueError, TypeError, OverflowError):
-            raise NotFound(self.invalid_cursor_message) from None
+            raise self._invalid_cursor() from None
         return cursor
+
+    def _invalid_cursor(self) -> ValidationError:
+        return ValidationError({self.cursor_query_param: [self.invalid_cursor_message]})
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)

@@ -316,7 +316,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "tracefoundry.api_schema.close_event_bodies",
+        "tracefoundry.api_schema.document_input_rules",
     ],
     "ENUM_NAME_OVERRIDES": {
         "RunStateEnum": "runs.models.RunState",

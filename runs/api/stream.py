@@ -49,17 +49,23 @@ def _frame(event: str, data: dict, event_id: int | None = None) -> bytes:
 
 
 def _after_id(request) -> int:
-    raw = request.headers.get("Last-Event-ID") or request.query_params.get("after_id") or "0"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput("after_id / Last-Event-ID must be an integer",
-                           details={"after_id": raw}) from None
-    if value < 0:
-        raise InvalidInput("after_id / Last-Event-ID must not be negative")
-    if value > MAX_BIGINT:
-        raise InvalidInput("after_id / Last-Event-ID is beyond any event id")
-    return value
+    """``Last-Event-ID`` (an EventSource resuming) wins over ``?after_id=``; both must be valid
+    when given."""
+    given = [raw for raw in (request.headers.get("Last-Event-ID"),
+                             request.query_params.get("after_id")) if raw]
+    values = []
+    for raw in given:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise InvalidInput("after_id / Last-Event-ID must be an integer",
+                               details={"after_id": raw}) from None
+        if value < 0:
+            raise InvalidInput("after_id / Last-Event-ID must not be negative")
+        if value > MAX_BIGINT:
+            raise InvalidInput("after_id / Last-Event-ID is beyond any event id")
+        values.append(value)
+    return values[0] if values else 0
 
 
 _EVENT_ID = {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT}

@@ -6,7 +6,7 @@ from django.db.models import prefetch_related_objects
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
@@ -35,11 +35,31 @@ class RunScopedView(APIView):
 
 
 class RunOrdering(OrderingFilter):
+    """DRF's ordering, except that an unknown or empty term is a 400 (DRF drops it silently)."""
+
     ordering_fields = ["created_at", "updated_at", "event_count", "error_count"]
     ordering_description = (
         "Sort by created_at (default, newest first), updated_at, event_count or error_count; "
-        "prefix with - for descending."
+        "prefix with - for descending; several, comma-separated."
     )
+
+    def get_ordering(self, request, queryset, view):
+        raw = request.query_params.get(self.ordering_param)
+        if raw is None:
+            return self.get_default_ordering(view)
+        terms = raw.split(",")
+        if not all(term.removeprefix("-") in self.ordering_fields for term in terms):
+            raise ValidationError({self.ordering_param: [
+                f"one or more of {', '.join(self.ordering_fields)}, each optionally prefixed "
+                "with -, comma-separated"]})
+        return terms
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        term = f"-?(?:{'|'.join(self.ordering_fields)})"
+        for parameter in parameters:
+            parameter["schema"] = {"type": "string", "pattern": f"^{term}(?:,{term})*$"}
+        return parameters
 
 
 class RunListCreateView(generics.GenericAPIView):
@@ -323,12 +343,18 @@ class EventListCreateView(RunScopedView):
             resource_type_field_name=None, many=False,
         ),
         description=(
-            "Body: one event object (see EventIn) or a list of up to 1,000. A batch is "
+            "Body: one event object (see EventIn) or a list of up to 1,000. One event answers "
+            "the stored event; a batch answers `accepted`, `dropped` and the events' ids (202 "
+            "when the run's event cap dropped some). A batch is "
             "validated as a whole: one bad event rejects it with 400 and nothing is stored. "
             "Strings over 8 KB are replaced by a preview and a payload reference; secrets are "
             "redacted before storage."
         ),
-        responses={201: s.EventBatchResultSerializer, **ERRORS,
+        responses={201: PolymorphicProxySerializer(
+                       component_name="EventAppendResult",
+                       serializers=[s.EventSerializer, s.EventBatchResultSerializer],
+                       resource_type_field_name=None),
+                   202: s.EventBatchResultSerializer, **ERRORS,
                    409: error_response("The run has finished"),
                    413: error_response("Body too large")},
         operation_id="runs_events_append",

@@ -104,12 +104,13 @@ CASES = {
                             {"HTTP_IDEMPOTENCY_KEY": "k" * 256}, 400),
     # forged cursors
     "runs cursor garbage position": (
-        "GET", "/api/v1/runs?cursor=" + cursor(p="not-a-date"), None, {}, 404),
+        "GET", "/api/v1/runs?cursor=" + cursor(p="not-a-date"), None, {}, 400),
     "runs cursor offset +20:00": (
-        "GET", "/api/v1/runs?cursor=" + cursor(p="2026-01-01 00:00:00+20:00"), None, {}, 404),
+        "GET", "/api/v1/runs?cursor=" + cursor(p="2026-01-01 00:00:00+20:00"), None, {}, 400),
     "runs cursor huge count": (
-        "GET", "/api/v1/runs?ordering=event_count&cursor=" + cursor(p=HUGE), None, {}, 404),
-    "runs cursor not base64": ("GET", "/api/v1/runs?cursor=%FF%FE", None, {}, 404),
+        "GET", "/api/v1/runs?ordering=event_count&cursor=" + cursor(p=HUGE), None, {}, 400),
+    "runs cursor not base64": ("GET", "/api/v1/runs?cursor=%FF%FE", None, {}, 400),
+    "traces cursor not base64": ("GET", "/api/v1/traces?cursor=%C3%B8", None, {}, 400),
     "traces cursor huge id": (
         "GET", "/api/v1/traces?cursor=" + cursor(s="-start_time", v="2026-01-01T00:00:00+00:00",
                                                   i=HUGE), None, {}, 400),
@@ -125,6 +126,10 @@ CASES = {
     "traces limit -1": ("GET", "/api/v1/traces?limit=-1", None, {}, 400),
     "runs limit x": ("GET", "/api/v1/runs?limit=x", None, {}, 400),
     "events limit 0": ("GET", "/api/v1/runs/{run}/events?limit=0", None, {}, 400),
+    "events level unknown": ("GET", "/api/v1/runs/{run}/events?level=info,loud", None, {}, 400),
+    "stream query after_id beyond Last-Event-ID": (
+        "GET", f"/api/v1/runs/{{run}}/events/stream?after_id={2**63}", None,
+        {"HTTP_LAST_EVENT_ID": "0"}, 400),
     "cancel force 0": ("POST", "/api/v1/runs/{run}/cancel", '{"force": 0}', {}, 400),
     "fail retryable 'true'": ("POST", "/api/v1/runs/{run}/fail", '{"retryable": "true"}', {}, 400),
     "step start []": ("POST", "/api/v1/runs/{run}/steps/{step}/start", "[]", {}, 400),
@@ -133,6 +138,16 @@ CASES = {
     "enqueue []": ("POST", "/api/v1/runs", "[]", {}, 400),
     "cancel []": ("POST", "/api/v1/runs/{run}/cancel", "[]", {}, 400),
     "kind 5": ("POST", "/api/v1/runs", '{"kind": 5}', {}, 400),
+    "kind with NUL": ("POST", "/api/v1/runs", '{"kind": "a\\u0000"}', {}, 400),
+    "event correlation_id with NUL": ("POST", "/api/v1/runs/{run}/events",
+                                      '{"type": "x", "correlation_id": "a\\u0000"}', {}, 400),
+    "event level {}": ("POST", "/api/v1/runs/{run}/events", '[{"type": "x", "level": {}}]', {},
+                       400),
+    "runs ordering unknown": ("GET", "/api/v1/runs?ordering=-created_at,name", None, {}, 400),
+    "runs ordering empty": ("GET", "/api/v1/runs?ordering=", None, {}, 400),
+    "traces sort empty": ("GET", "/api/v1/traces?sort=", None, {}, 400),
+    "traces min_latency_ms beyond bound": (
+        "GET", "/api/v1/traces?min_latency_ms=-2e16", None, {}, 400),
     "max_attempts '3'": ("POST", "/api/v1/runs", '{"kind": "k", "max_attempts": "3"}', {}, 400),
     "claim kinds [0]": ("POST", "/api/v1/runs/claim", '{"worker_id": "w", "kinds": [0]}', {},
                         400),

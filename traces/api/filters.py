@@ -12,7 +12,6 @@ import django_filters
 from django import forms
 from django.db import connections
 from django.db.models import BooleanField, F, Func, Q, QuerySet, Value
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import BaseFilterBackend
@@ -70,13 +69,15 @@ def _like_pattern(text: str) -> str:
 MAX_NUMBER = 10**15
 
 
-@extend_schema_field(OpenApiTypes.INT)
-class IntegerFilter(django_filters.NumberFilter):
+@extend_schema_field({"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER})
+class NumberFilter(django_filters.NumberFilter):
+    def __init__(self, **kwargs):
+        super().__init__(min_value=-MAX_NUMBER, max_value=MAX_NUMBER, **kwargs)
+
+
+@extend_schema_field({"type": "integer", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER})
+class IntegerFilter(NumberFilter):
     field_class = forms.IntegerField
-
-
-def _bounded(**kwargs) -> dict:
-    return {"min_value": -MAX_NUMBER, "max_value": MAX_NUMBER, **kwargs}
 
 
 class TraceFilter(StrictFilterSet):
@@ -101,18 +102,18 @@ class TraceFilter(StrictFilterSet):
         method="filter_tool", help_text="Traces calling a tool whose name contains this text "
         "(case-insensitive)."
     )
-    min_latency_ms = django_filters.NumberFilter(**_bounded(
+    min_latency_ms = NumberFilter(
         field_name="duration_ms", lookup_expr="gte", help_text="Duration at least (ms)."
-    ))
-    max_latency_ms = django_filters.NumberFilter(**_bounded(
+    )
+    max_latency_ms = NumberFilter(
         field_name="duration_ms", lookup_expr="lte", help_text="Duration at most (ms)."
-    ))
-    min_tokens = IntegerFilter(**_bounded(
+    )
+    min_tokens = IntegerFilter(
         method="filter_min_tokens", help_text="Input + output tokens at least."
-    ))
-    min_cost = django_filters.NumberFilter(**_bounded(
+    )
+    min_cost = NumberFilter(
         field_name="cost_usd", lookup_expr="gte", help_text="Cost at least (USD)."
-    ))
+    )
     q = django_filters.CharFilter(
         method="search", help_text="Free text: part of the root span's name (case-insensitive), "
         "or the first 4+ hex digits of a trace id."
@@ -176,6 +177,7 @@ SORTS = {
     "most_tokens": "-total_tokens",
 }
 ORDERING_FIELDS = ("start_time", "duration_ms", "cost_usd", "total_tokens")
+ORDERINGS = [f"{sign}{field}" for field in ORDERING_FIELDS for sign in ("", "-")]
 DEFAULT_ORDERING = ("-start_time", "-id")
 
 
@@ -184,8 +186,11 @@ class TraceSort(BaseFilterBackend):
     ties, so the keyset cursor works with every order."""
 
     def get_ordering(self, request, queryset, view) -> tuple[str, str]:
-        sort = request.query_params.get("sort", "").strip()
-        ordering = request.query_params.get("ordering", "").strip()
+        for name in ("sort", "ordering"):
+            if request.query_params.get(name) == "":
+                raise ValidationError({name: ["Must not be empty; leave the parameter out."]})
+        sort = request.query_params.get("sort", "")
+        ordering = request.query_params.get("ordering", "")
         if sort:
             if sort not in SORTS:
                 raise ValidationError({"sort": [f"one of {', '.join(SORTS)}"]})

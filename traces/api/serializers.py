@@ -109,12 +109,7 @@ class TraceDetailSerializer(TraceSerializer):
         return SpanSerializer(root).data if root is not None else None
 
 
-def _full_only(field: serializers.Field) -> serializers.Field:
-    """A column the full listing has and ``?fields=compact`` leaves out."""
-    field.required = False
-    field.help_text = (field.help_text + " " if field.help_text else "") + (
-        "Not with `?fields=compact`.")
-    return field
+FULL_ONLY = "Not with `?fields=compact`."
 
 
 class SpanNodeSerializer(serializers.Serializer):
@@ -124,24 +119,26 @@ class SpanNodeSerializer(serializers.Serializer):
     span_id = serializers.CharField()
     parent_span_id = serializers.CharField(help_text="Empty for a root span.")
     name = serializers.CharField()
-    kind = _full_only(serializers.CharField())
-    service_name = _full_only(serializers.CharField())
-    start_time_unix_nano = _full_only(serializers.IntegerField())
-    end_time_unix_nano = _full_only(serializers.IntegerField())
+    kind = serializers.CharField(required=False, help_text=FULL_ONLY)
+    service_name = serializers.CharField(required=False, help_text=FULL_ONLY)
+    start_time_unix_nano = serializers.IntegerField(required=False, help_text=FULL_ONLY)
+    end_time_unix_nano = serializers.IntegerField(required=False, help_text=FULL_ONLY)
     start_offset_ms = serializers.FloatField(help_text="Start relative to the trace's first span.")
     duration_ms = serializers.FloatField()
     status_code = serializers.CharField()
-    status_message = _full_only(serializers.CharField())
+    status_message = serializers.CharField(required=False, help_text=FULL_ONLY)
     span_type = serializers.CharField()
     model = serializers.CharField()
-    input_tokens = _full_only(serializers.IntegerField(allow_null=True))
-    output_tokens = _full_only(serializers.IntegerField(allow_null=True))
-    cost_usd = _full_only(serializers.DecimalField(
-        max_digits=18, decimal_places=8, coerce_to_string=False, allow_null=True))
+    input_tokens = serializers.IntegerField(allow_null=True, required=False,
+                                            help_text=FULL_ONLY)
+    output_tokens = serializers.IntegerField(allow_null=True, required=False,
+                                             help_text=FULL_ONLY)
+    cost_usd = serializers.DecimalField(max_digits=18, decimal_places=8, coerce_to_string=False,
+                                        allow_null=True, required=False, help_text=FULL_ONLY)
     tool_name = serializers.CharField()
     is_retry = serializers.BooleanField()
     is_timeout = serializers.BooleanField()
-    run_id = _full_only(serializers.CharField())
+    run_id = serializers.CharField(required=False, help_text=FULL_ONLY)
     depth = serializers.IntegerField(help_text="0 for roots and orphans.")
     orphan = serializers.BooleanField(
         help_text="True for a span whose parent is not in the trace (it and its subtree are "

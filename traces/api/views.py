@@ -13,7 +13,7 @@ from tracefoundry.permissions import access_for, allows
 from tracefoundry.roles import Cap
 from traces import selectors
 from traces.api import serializers as s
-from traces.api.filters import SORTS, TraceCursorPagination, TraceFilter, TraceSort
+from traces.api.filters import ORDERINGS, SORTS, TraceCursorPagination, TraceFilter, TraceSort
 
 ERRORS = common_errors("No such trace (or not visible to this key)")
 
@@ -34,7 +34,7 @@ class TraceListView(generics.GenericAPIView):
         parameters=[
             OpenApiParameter("sort", str, enum=list(SORTS), description=(
                 "newest (default), oldest, slowest, fastest, most_expensive, most_tokens.")),
-            OpenApiParameter("ordering", str, description=(
+            OpenApiParameter("ordering", str, enum=ORDERINGS, description=(
                 "Alternative to `sort`: start_time, duration_ms, cost_usd or total_tokens, "
                 "prefixed with - for descending. `sort` wins when both are given.")),
         ],
