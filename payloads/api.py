@@ -98,10 +98,10 @@ class PayloadView(APIView):
         parameters=[OpenApiParameter("Range", str, OpenApiParameter.HEADER, description=(
             "One byte range: `bytes=first-last`, `bytes=first-` or `bytes=-suffix_length`."))],
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(
+            (200, "*/*"): OpenApiResponse(
                 OpenApiTypes.BINARY, description="The decompressed bytes, with the blob's "
                 "content type in `Content-Type`."),
-            (206, "application/octet-stream"): OpenApiResponse(
+            (206, "*/*"): OpenApiResponse(
                 OpenApiTypes.BINARY, description="The requested byte range (`Content-Range`)."),
             401: _error("Not authenticated"),
             403: _error("Viewers, and keys without `runs:read` or an engineer/admin user"),

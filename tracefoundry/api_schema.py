@@ -39,16 +39,18 @@ def validated(serializer_class, data) -> dict:
 
 
 
-# Text fields refuse NUL (DRF's CharField; PostgreSQL text cannot hold it): say so in the schema
-# of every free-text input, so clients (and the fuzzer) know.
+# Text fields refuse NUL (DRF's CharField; PostgreSQL text cannot hold it), and a required text
+# field is trimmed before it is checked for blank: say so in the schema of every free-text
+# input, so clients (and the fuzzer) know.
 NO_NUL_PATTERN = "^[^\\x00]*$"
+NOT_BLANK_PATTERN = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
 
 
 def _forbid_nul(schema: dict) -> None:
     if not isinstance(schema, dict):
         return
     if schema.get("type") == "string" and not {"pattern", "enum", "format"} & set(schema):
-        schema["pattern"] = NO_NUL_PATTERN
+        schema["pattern"] = NOT_BLANK_PATTERN if schema.get("minLength") else NO_NUL_PATTERN
     for sub in schema.get("properties", {}).values():
         _forbid_nul(sub)
     _forbid_nul(schema.get("items"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from tests.livestack import ROOT, LiveStack
 from tests.traces.otlp_builders import json_request, json_span
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
+FAILURE_TITLE = re.compile(r"^- (ST\d+ .+)$", re.MULTILINE)
 TRACE_ID = "5b8efff798038103d269b633813fc60c"
 SPAN_IDS = ("eee19b7ec3c1b174", "eee19b7ec3c1b175", "eee19b7ec3c1b176")
 
@@ -52,7 +54,7 @@ def seed(stack: LiveStack, url: str, key: str) -> dict[str, list[str]]:
         {"type": "tool_call", "level": "warn", "payload": {"big": "x" * 10_000}},
     ])
     call("POST", f"/runs/{runs[1]}/start", {"worker_id": "seed-worker"})
-    call("POST", f"/runs/{runs[1]}/succeed", {"output": {"ok": True}})
+    output_ref = call("POST", f"/runs/{runs[1]}/succeed", {"output": {"ok": True}})["output_ref"]
     spans = [json_span(TRACE_ID, SPAN_IDS[0], "agent.run"),
              json_span(TRACE_ID, SPAN_IDS[1], "llm", parent=SPAN_IDS[0],
                        attributes={"gen_ai.request.model": "gpt-4o",
@@ -60,7 +62,8 @@ def seed(stack: LiveStack, url: str, key: str) -> dict[str, list[str]]:
              json_span(TRACE_ID, SPAN_IDS[2], "tool", parent=SPAN_IDS[0], status=2)]
     code, _ = otlp(url, key, json_request(spans))
     assert code == 200, code
-    return {"run_id": runs, "step_id": steps, "trace_id": [TRACE_ID], "span_id": list(SPAN_IDS)}
+    return {"run_id": runs, "step_id": steps, "trace_id": [TRACE_ID], "span_id": list(SPAN_IDS),
+            "sha256": [output_ref.removeprefix("sha256:")]}
 
 
 def otlp(url: str, key: str, body: bytes) -> tuple[int, bytes]:
@@ -75,10 +78,16 @@ def otlp(url: str, key: str, body: bytes) -> tuple[int, bytes]:
 def config(ids: dict[str, list[str]]) -> str:
     """schemathesis.toml: real ids for the path parameters most of the time. Unknown query
     parameters and headers are ignored, as HTTP APIs do, so they are not generated."""
-    lines = ["[generation]", "allow-extra-parameters = false", ""]
+    # The event stream of an unfinished run stays open (keepalive comments): read the run
+    # snapshot and the first event of each response, then hang up.
+    lines = ["max-stream-events = 2", "", "[generation]", "allow-extra-parameters = false", ""]
     for name, values in ids.items():
         lines += [f"[dictionaries.{name}]", f"values = {json.dumps(values)}", ""]
+    # Cursors are tokens the server hands out (in `next`/`previous`); a made-up one is a 400 by
+    # design (tests/tracefoundry/test_bad_input.py forges them), so the lists get no cursor.
+    lines += ["[dictionaries.cursor]", 'values = [""]', ""]
     lines.append("[parameters]")
+    lines.append('"query.cursor" = { dictionary = "cursor", probability = 1.0 }')
     for name in ids:
         lines.append(f'"path.{name}" = {{ dictionary = "{name}", probability = 0.8 }}')
     # What OpenAPI 3.0 cannot say about an event: a `log` needs `payload.text`, a `step_id` must
@@ -95,17 +104,21 @@ def summary(har_path: Path, junit_path: Path) -> dict:
     entries = json.loads(har_path.read_text())["log"]["entries"] if har_path.exists() else []
     statuses = Counter(e["response"]["status"] for e in entries)
     failures: Counter = Counter()
-    operations = 0
+    operations = set()
     if junit_path.exists():
         for case in ET.parse(junit_path).getroot().iter("testcase"):
-            operations += 1
-            for failure in case.iter("failure"):
-                text = (failure.get("message") or "") + (failure.text or "")
-                failures[text.strip().splitlines()[0][:120] if text.strip() else "?"] += 1
+            if case.get("name", "").split(" ")[0] in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+                operations.add(case.get("name"))
+            for failure in [*case.iter("failure"), *case.iter("error")]:
+                titles = FAILURE_TITLE.findall(failure.text or "") or [failure.get("message")]
+                failures.update(titles)
     return {
-        "operations": operations,
+        "operations": len(operations),
         "requests": len(entries),
         "server_errors": sum(n for code, n in statuses.items() if code >= 500),
+        # the response, its status, content type or headers disagree with the schema
+        "schema_violations": sum(n for title, n in failures.items()
+                                 if "violates schema" in title or "Undocumented" in title),
         "statuses": dict(sorted(statuses.items())),
         "failures": dict(failures),
     }

@@ -164,6 +164,10 @@ class SpanListQuerySerializer(serializers.Serializer):
     fields = serializers.ChoiceField(choices=["full", "compact"], required=False, default="full")
 
 
+TRACE_ID_OR_EMPTY = r"^(?:[0-9a-fA-F]{32})?$"
+
+
 class SpanQuerySerializer(serializers.Serializer):
-    trace_id = serializers.RegexField(r"^[0-9a-fA-F]{32}$", required=False, default="")
+    trace_id = serializers.RegexField(TRACE_ID_OR_EMPTY, required=False, default="",
+                                      allow_blank=True)
 

@@ -95,10 +95,11 @@ class SpanDetailView(APIView):
     permission_classes = [allows(Cap.READ)]
 
     @extend_schema(
-        parameters=[OpenApiParameter("trace_id", str, description=(
-            "The span's trace. Span ids are unique only within a trace: without it, an id "
-            "found in several traces is a 409 `ambiguous_span_id` listing the candidates in "
-            "`details.candidates`."))],
+        parameters=[OpenApiParameter(
+            "trace_id", {"type": "string", "pattern": s.TRACE_ID_OR_EMPTY}, description=(
+                "The span's trace (empty: not given). Span ids are unique only within a trace: "
+                "without it, an id found in several traces is a 409 `ambiguous_span_id` listing "
+                "the candidates in `details.candidates`."))],
         responses={200: s.SpanSerializer, **ERRORS,
                    409: error_response("The span id occurs in several traces; pass trace_id")},
         operation_id="spans_retrieve",
