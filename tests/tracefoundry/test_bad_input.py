@@ -111,6 +111,7 @@ CASES = {
         "GET", "/api/v1/runs?ordering=event_count&cursor=" + cursor(p=HUGE), None, {}, 400),
     "runs cursor not base64": ("GET", "/api/v1/runs?cursor=%FF%FE", None, {}, 400),
     "traces cursor not base64": ("GET", "/api/v1/traces?cursor=%C3%B8", None, {}, 400),
+    "span trace_id not hex": ("GET", "/api/v1/spans/eee19b7ec3c1b174?trace_id=xyz", None, {}, 400),
     "traces cursor huge id": (
         "GET", "/api/v1/traces?cursor=" + cursor(s="-start_time", v="2026-01-01T00:00:00+00:00",
                                                   i=HUGE), None, {}, 400),
