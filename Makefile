@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-postgres lint fmt venv migrate bench schema clean
+.PHONY: run test test-postgres fuzz lint fmt venv migrate bench schema clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: $(STAMP)
 test-postgres: $(STAMP)
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/test REDIS_URL=redis://127.0.0.1:6379/0 \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Fuzz the API with schemathesis against a live server on the local PostgreSQL (what CI runs)
+fuzz: $(STAMP)
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/test REDIS_URL=redis://127.0.0.1:6379/0 \
+		$(BIN)/python -m tests.fuzz.run_schemathesis $(FUZZ_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

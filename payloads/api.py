@@ -98,11 +98,12 @@ class PayloadView(APIView):
         parameters=[OpenApiParameter("Range", str, OpenApiParameter.HEADER, description=(
             "One byte range: `bytes=first-last`, `bytes=first-` or `bytes=-suffix_length`."))],
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(
-                OpenApiTypes.BINARY, description="The decompressed bytes, with the blob's "
+            # Any media type, any body: the blob is served as it was stored (JSON, text, bytes).
+            (200, "*/*"): OpenApiResponse(
+                OpenApiTypes.ANY, description="The decompressed bytes, with the blob's "
                 "content type in `Content-Type`."),
-            (206, "application/octet-stream"): OpenApiResponse(
-                OpenApiTypes.BINARY, description="The requested byte range (`Content-Range`)."),
+            (206, "*/*"): OpenApiResponse(
+                OpenApiTypes.ANY, description="The requested byte range (`Content-Range`)."),
             401: _error("Not authenticated"),
             403: _error("Viewers, and keys without `runs:read` or an engineer/admin user"),
             404: _error("No such payload"),

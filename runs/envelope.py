@@ -156,8 +156,9 @@ def _check_str(raw: Mapping, key: str, index: int, errors: list, *, max_len: int
     value = raw.get(key)
     if value is None:
         return ""
-    if not isinstance(value, str) or len(value) > max_len:
-        errors.append(_error(index, key, f"must be a string of at most {max_len} characters"))
+    if not isinstance(value, str) or len(value) > max_len or "\x00" in value:
+        errors.append(_error(index, key, f"must be a string of at most {max_len} characters "
+                                         "(no NUL)"))
         return ""
     return value
 
@@ -192,7 +193,7 @@ def validate_envelope(raw: Any, index: int, errors: list, *, default_source: str
     elif etype.startswith(lc.RESERVED_PREFIXES):
         errors.append(_error(index, "type", "run.* and step.* events are written by the server"))
     level = raw.get("level", "error" if etype == "error" else "info")
-    if level not in lc.LEVELS:
+    if not isinstance(level, str) or level not in lc.LEVELS:
         errors.append(_error(index, "level", "must be one of debug, info, warn, error"))
     source = raw.get("source", default_source)
     if not isinstance(source, str) or not lc.SOURCE_RE.match(source):

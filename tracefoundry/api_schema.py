@@ -36,3 +36,45 @@ def validated(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+
+# Text fields refuse NUL (DRF's CharField; PostgreSQL text cannot hold it), and a required text
+# field is trimmed before it is checked for blank: say so in the schema of every free-text
+# input, so clients (and the fuzzer) know.
+NO_NUL_PATTERN = "^[^\\x00]*$"
+NOT_BLANK_PATTERN = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+
+
+def _forbid_nul(schema: dict) -> None:
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and not {"pattern", "enum", "format"} & set(schema):
+        schema["pattern"] = NOT_BLANK_PATTERN if schema.get("minLength") else NO_NUL_PATTERN
+    for sub in schema.get("properties", {}).values():
+        _forbid_nul(sub)
+    _forbid_nul(schema.get("items"))
+
+
+def document_input_rules(result, generator, request, public):
+    """SPECTACULAR postprocessing hook for the input rules drf-spectacular cannot read from a
+    serializer: `EventInRequest` takes no other fields, a batch (`EventAppendRequest`) holds 1
+    to EVENT_BATCH_MAX events and is required, and free text never holds NUL."""
+    from runs.api.serializers import EVENT_BATCH_MAX
+
+    schemas = result.get("components", {}).get("schemas", {})
+    if "EventInRequest" in schemas:
+        schemas["EventInRequest"]["additionalProperties"] = False
+    for variant in schemas.get("EventAppendRequest", {}).get("oneOf", []):
+        if variant.get("type") == "array":
+            variant.update(minItems=1, maxItems=EVENT_BATCH_MAX)
+    for name, schema in schemas.items():
+        if name.endswith("Request"):
+            _forbid_nul(schema)
+    for item in result.get("paths", {}).values():
+        for method, operation in item.items():
+            for parameter in operation.get("parameters", []):
+                _forbid_nul(parameter.get("schema"))
+            if method == "post" and operation.get("operationId") == "runs_events_append":
+                operation["requestBody"]["required"] = True
+    return result

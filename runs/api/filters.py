@@ -6,9 +6,10 @@ import django_filters
 from django.db.models import Q
 
 from runs.models import Run, RunState
+from tracefoundry.api_inputs import IsoDateTimeFilter, StrictFilterSet
 
 
-class RunFilter(django_filters.FilterSet):
+class RunFilter(StrictFilterSet):
     project = django_filters.CharFilter(field_name="project__slug", help_text="Project slug.")
     # distinct=False: the filter joins nothing, so no row can repeat, and SELECT DISTINCT made
     # PostgreSQL sort every matching run before the LIMIT (75 ms for a common state at 50,000
@@ -18,10 +19,10 @@ class RunFilter(django_filters.FilterSet):
         help_text="One or more states (repeat or comma-separate)."
     )
     kind = django_filters.CharFilter(field_name="kind")
-    since = django_filters.IsoDateTimeFilter(
+    since = IsoDateTimeFilter(
         field_name="created_at", lookup_expr="gte", help_text="Created at or after (ISO 8601)."
     )
-    before = django_filters.IsoDateTimeFilter(
+    before = IsoDateTimeFilter(
         field_name="created_at", lookup_expr="lt", help_text="Created before (ISO 8601)."
     )
     q = django_filters.CharFilter(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from runs import lifecycle as lc
 from runs import queue_selectors
 from runs.models import Run, RunEvent, RunState, Step, Worker
 from runs.selectors import EVENT_PAGE_DEFAULT, EVENT_PAGE_MAX
+from runs.services import KIND_RE
+from tracefoundry.api_inputs import MAX_BIGINT, MAX_INT, DateTimeField, JSONInputSerializer
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -80,39 +83,55 @@ class WorkerSerializer(serializers.ModelSerializer):
         return data
 
 
-class RunEnqueueSerializer(serializers.Serializer):
-    kind = serializers.CharField(max_length=128)
-    input = serializers.JSONField(required=False, default=dict)
+IDEMPOTENCY_KEY_MAX = 255
+
+
+class IdempotencyHeaderSerializer(serializers.Serializer):
+    """The `Idempotency-Key` header, held to the body field's rules."""
+
+    key = serializers.CharField(max_length=IDEMPOTENCY_KEY_MAX, allow_blank=True)
+
+
+class RunEnqueueSerializer(JSONInputSerializer):
+    kind = serializers.RegexField(KIND_RE.pattern, max_length=128)
+    input = serializers.JSONField(required=False, default=dict, allow_null=True,
+                                  help_text="Any JSON value; null is stored as {}.")
     name = serializers.CharField(max_length=256, required=False, default="", allow_blank=True)
     project = serializers.SlugField(required=False, help_text="Project slug (default: `default`, "
                                     "or the API key's project).")
-    idempotency_key = serializers.CharField(max_length=255, required=False, help_text=(
-        "Same as the `Idempotency-Key` header."))
+    idempotency_key = serializers.CharField(
+        max_length=IDEMPOTENCY_KEY_MAX, required=False,
+        help_text="Same as the `Idempotency-Key` header.")
     max_attempts = serializers.IntegerField(min_value=1, max_value=100, required=False)
-    run_after = serializers.DateTimeField(required=False)
+    run_after = DateTimeField(required=False)
     correlation_id = serializers.CharField(max_length=64, required=False, default="")
     trace_id = serializers.RegexField(r"^[0-9a-f]{32}$", required=False, default="")
 
 
-class RunStartSerializer(serializers.Serializer):
+class RunStartSerializer(JSONInputSerializer):
     worker_id = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
 
 
-class RunSucceedSerializer(serializers.Serializer):
-    output = serializers.JSONField(required=False, help_text="Stored as a payload blob.")
+class RunSucceedSerializer(JSONInputSerializer):
+    output = serializers.JSONField(required=False, allow_null=True, help_text=(
+        "Stored as a payload blob; null (or leaving it out) stores none."))
     output_ref = serializers.CharField(max_length=512, required=False, default="")
     worker_id = serializers.CharField(max_length=200, required=False, help_text=(
         "The worker holding the run; required with a `worker` key (409 if it does not hold it)."))
 
 
-class RunFailSerializer(serializers.Serializer):
-    error = serializers.JSONField(required=False, default="", help_text="Message (and stack).")
+class RunFailSerializer(JSONInputSerializer):
+    error = serializers.JSONField(required=False, default="", allow_null=True,
+                                  help_text="Message (and stack); null is no message.")
+
+    def validate_error(self, value):
+        return "" if value is None else value
     retryable = serializers.BooleanField(required=False, default=False)
     worker_id = serializers.CharField(max_length=200, required=False, help_text=(
         "The worker holding the run; required with a `worker` key (409 if it does not hold it)."))
 
 
-class RunClaimSerializer(serializers.Serializer):
+class RunClaimSerializer(JSONInputSerializer):
     worker_id = serializers.CharField(max_length=200, help_text=(
         "Who claims: the id this worker uses in heartbeat, succeed and fail."))
     kinds = serializers.ListField(
@@ -128,7 +147,7 @@ class RunClaimResultSerializer(serializers.Serializer):
         "nothing is due)."))
 
 
-class RunHeartbeatSerializer(serializers.Serializer):
+class RunHeartbeatSerializer(JSONInputSerializer):
     worker_id = serializers.CharField(max_length=200)
 
 
@@ -140,7 +159,7 @@ class RunHeartbeatResultSerializer(serializers.Serializer):
         "Stop the job, then acknowledge with `POST /runs/{id}/cancel` and your `worker_id`."))
 
 
-class RunCancelSerializer(serializers.Serializer):
+class RunCancelSerializer(JSONInputSerializer):
     reason = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
     worker_id = serializers.CharField(max_length=200, required=False)
     force = serializers.BooleanField(required=False, default=False)
@@ -156,14 +175,18 @@ class StepSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class StepCreateSerializer(serializers.Serializer):
+class StepCreateSerializer(JSONInputSerializer):
     name = serializers.CharField(max_length=256)
     node_ref = serializers.CharField(max_length=256, required=False, default="", allow_blank=True)
-    position = serializers.IntegerField(min_value=0, required=False)
+    position = serializers.IntegerField(min_value=0, max_value=MAX_INT, required=False)
 
 
-class StepFailSerializer(serializers.Serializer):
-    error = serializers.JSONField(required=False, default="")
+class StepFailSerializer(JSONInputSerializer):
+    error = serializers.JSONField(required=False, default="", allow_null=True,
+                                  help_text="Why the step failed (only `fail` stores it).")
+
+    def validate_error(self, value):
+        return "" if value is None else value
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -179,17 +202,30 @@ class EventSerializer(serializers.ModelSerializer):
                   "truncated", "late"]
 
 
-class EventInSerializer(serializers.Serializer):
-    """One event as sent by agents; POST a list of these for a batch (max 1,000)."""
+EVENT_BATCH_MAX = 1000
 
-    type = serializers.RegexField(r"^[a-z][a-z0-9_.]{0,63}$")
+
+class EventInSerializer(JSONInputSerializer):
+    """One event as sent by agents; POST a list of these for a batch (max 1,000). Documents
+    what runs.envelope checks (it validates the events itself, all or nothing); no other
+    fields are accepted."""
+
+    type = serializers.RegexField(
+        rf"^(?!{'|'.join(p.replace('.', r'[.]') for p in lc.RESERVED_PREFIXES)})"
+        + lc.CUSTOM_TYPE_RE.pattern.lstrip("^"),
+        help_text="`run.*` and `step.*` are written by the server. A `log` event needs a "
+        "string `payload.text`; `progress` numbers must be >= 0.")
     level = serializers.ChoiceField(["debug", "info", "warn", "error"], required=False)
-    source = serializers.CharField(required=False, max_length=32)
+    source = serializers.RegexField(lc.SOURCE_RE.pattern, required=False)
     payload = serializers.JSONField(required=False)
-    step_id = serializers.CharField(required=False, max_length=40)
-    correlation_id = serializers.CharField(required=False, max_length=64)
-    causation_id = serializers.CharField(required=False, max_length=64)
-    worker_id = serializers.CharField(required=False, max_length=200)
+    step_id = serializers.CharField(required=False, max_length=40, allow_blank=True,
+                                    allow_null=True)
+    correlation_id = serializers.CharField(required=False, max_length=64, allow_blank=True,
+                                           allow_null=True)
+    causation_id = serializers.CharField(required=False, max_length=64, allow_blank=True,
+                                         allow_null=True)
+    worker_id = serializers.CharField(required=False, max_length=200, allow_blank=True,
+                                      allow_null=True)
 
 
 class EventPageSerializer(serializers.Serializer):
@@ -204,16 +240,21 @@ class EventBatchResultSerializer(serializers.Serializer):
         "`id`, `event_id`, `seq` and `truncated` of each stored event, in order."))
 
 
-class EventQuerySerializer(serializers.Serializer):
-    after_id = serializers.IntegerField(min_value=0, required=False, default=0)
-    limit = serializers.IntegerField(min_value=1, max_value=EVENT_PAGE_MAX,
-                                     required=False, default=EVENT_PAGE_DEFAULT)
-    types = serializers.CharField(required=False, default="", allow_blank=True)
-    level = serializers.CharField(required=False, default="", allow_blank=True)
-    step_id = serializers.CharField(required=False, default="", allow_blank=True)
+_LEVEL = "(?:debug|info|warn|error)"
+LEVEL_LIST_RE = rf"^{_LEVEL}(?:,{_LEVEL})*$"
 
-    def validate_level(self, value: str) -> str:
-        bad = [v for v in value.split(",") if v and v not in ("debug", "info", "warn", "error")]
-        if bad:
-            raise serializers.ValidationError(f"unknown level(s): {', '.join(bad)}")
-        return value
+
+class EventQuerySerializer(serializers.Serializer):
+    after_id = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, required=False,
+                                        default=0, help_text="Return events with id > after_id.")
+    limit = serializers.IntegerField(
+        min_value=1, max_value=EVENT_PAGE_MAX, required=False, default=EVENT_PAGE_DEFAULT,
+        help_text=f"Default {EVENT_PAGE_DEFAULT}, max {EVENT_PAGE_MAX}.")
+    types = serializers.CharField(required=False, default="", allow_blank=True,
+                                  help_text="Comma-separated event types.")
+    level = serializers.RegexField(
+        LEVEL_LIST_RE, required=False, default="", allow_blank=True,
+        error_messages={"invalid": "a comma-separated list of debug, info, warn, error"},
+        help_text="Comma-separated levels: debug, info, warn, error.")
+    step_id = serializers.CharField(required=False, default="", allow_blank=True,
+                                    help_text="Only the events of this step.")

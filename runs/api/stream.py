@@ -16,7 +16,6 @@ import logging
 import orjson
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.renderers import BaseRenderer
 from rest_framework.views import APIView
@@ -24,6 +23,7 @@ from rest_framework.views import APIView
 from runs import follow, live, realtime, selectors
 from runs.api.views import ERRORS, RunScopedView
 from runs.errors import InvalidInput
+from tracefoundry.api_inputs import MAX_BIGINT
 from tracefoundry.api_renderers import FastJSONRenderer
 from tracefoundry.permissions import access_for, allows
 from tracefoundry.roles import Cap
@@ -48,15 +48,37 @@ def _frame(event: str, data: dict, event_id: int | None = None) -> bytes:
 
 
 def _after_id(request) -> int:
-    raw = request.headers.get("Last-Event-ID") or request.query_params.get("after_id") or "0"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput("after_id / Last-Event-ID must be an integer",
-                           details={"after_id": raw}) from None
-    if value < 0:
-        raise InvalidInput("after_id / Last-Event-ID must not be negative")
-    return value
+    """``Last-Event-ID`` (an EventSource resuming) wins over ``?after_id=``; both must be valid
+    when given."""
+    given = [raw for raw in (request.headers.get("Last-Event-ID"),
+                             request.query_params.get("after_id")) if raw]
+    values = []
+    for raw in given:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise InvalidInput("after_id / Last-Event-ID must be an integer",
+                               details={"after_id": raw}) from None
+        if value < 0:
+            raise InvalidInput("after_id / Last-Event-ID must not be negative")
+        if value > MAX_BIGINT:
+            raise InvalidInput("after_id / Last-Event-ID is beyond any event id")
+        values.append(value)
+    return values[0] if values else 0
+
+
+_EVENT_ID = {"type": "integer", "minimum": 0, "maximum": MAX_BIGINT}
+# One Server-Sent Event as clients parse it (OpenAPI 3.0 has no item schema for streams).
+SSE_FRAME = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["run", "event", "end"]},
+        "data": {"type": "string", "description": "The frame's JSON object."},
+        "id": {"type": "string", "description": "The event id, on `event` frames."},
+        "retry": {"type": "integer"},
+    },
+}
 
 
 def _frames(items: list) -> list[bytes]:
@@ -117,13 +139,13 @@ class EventStreamView(RunScopedView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("after_id", int, description="Start after this event id."),
-            OpenApiParameter("Last-Event-ID", int, OpenApiParameter.HEADER,
+            OpenApiParameter("after_id", _EVENT_ID, description="Start after this event id."),
+            OpenApiParameter("Last-Event-ID", _EVENT_ID, OpenApiParameter.HEADER,
                              description="Resume after this event id (set by EventSource)."),
         ],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR,
+                SSE_FRAME,
                 description=(
                     "`event: run` frames carry the run snapshot (first, and on every change); "
                     "`id: <event id>` + `event: event` frames carry events in id order; "
@@ -156,14 +178,14 @@ class ProjectEventStreamView(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("after_id", int, description=(
+            OpenApiParameter("after_id", _EVENT_ID, description=(
                 "Start after this event id (default: with the project's latest 100 events).")),
-            OpenApiParameter("Last-Event-ID", int, OpenApiParameter.HEADER,
+            OpenApiParameter("Last-Event-ID", _EVENT_ID, OpenApiParameter.HEADER,
                              description="Resume after this event id (set by EventSource)."),
         ],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR,
+                SSE_FRAME,
                 description=(
                     "`id: <event id>` + `event: event` frames carry the events of every run "
                     "of the project, in order per run; `event: run` frames carry the snapshot "

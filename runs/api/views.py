@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from django.db.models import prefetch_related_objects
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
@@ -36,11 +35,31 @@ class RunScopedView(APIView):
 
 
 class RunOrdering(OrderingFilter):
+    """DRF's ordering, except that an unknown or empty term is a 400 (DRF drops it silently)."""
+
     ordering_fields = ["created_at", "updated_at", "event_count", "error_count"]
     ordering_description = (
         "Sort by created_at (default, newest first), updated_at, event_count or error_count; "
-        "prefix with - for descending."
+        "prefix with - for descending; several, comma-separated."
     )
+
+    def get_ordering(self, request, queryset, view):
+        raw = request.query_params.get(self.ordering_param)
+        if raw is None:
+            return self.get_default_ordering(view)
+        terms = raw.split(",")
+        if not all(term.removeprefix("-") in self.ordering_fields for term in terms):
+            raise ValidationError({self.ordering_param: [
+                f"one or more of {', '.join(self.ordering_fields)}, each optionally prefixed "
+                "with -, comma-separated"]})
+        return terms
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        term = f"-?(?:{'|'.join(self.ordering_fields)})"
+        for parameter in parameters:
+            parameter["schema"] = {"type": "string", "pattern": f"^{term}(?:,{term})*$"}
+        return parameters
 
 
 class RunListCreateView(generics.GenericAPIView):
@@ -70,7 +89,9 @@ class RunListCreateView(generics.GenericAPIView):
 
     @extend_schema(
         request=s.RunEnqueueSerializer,
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        parameters=[OpenApiParameter(
+            "Idempotency-Key", {"type": "string", "maxLength": s.IDEMPOTENCY_KEY_MAX},
+            OpenApiParameter.HEADER, description="Same as the body's `idempotency_key`.")],
         responses={201: s.RunSerializer, 200: s.RunSerializer, **ERRORS,
                    409: error_response("Idempotency-Key reused with another body"),
                    429: error_response("Throttled; see Retry-After")},
@@ -78,6 +99,8 @@ class RunListCreateView(generics.GenericAPIView):
     )
     def post(self, request):
         data = validated(s.RunEnqueueSerializer, request.data)
+        header = validated(s.IdempotencyHeaderSerializer,
+                           {"key": request.headers.get("Idempotency-Key", "")})["key"]
         access = access_for(request)
         slug = data.get("project")
         if access.api_key is not None:
@@ -91,7 +114,7 @@ class RunListCreateView(generics.GenericAPIView):
             kind=data["kind"],
             input=data.get("input"),
             name=data.get("name", ""),
-            idempotency_key=request.headers.get("Idempotency-Key") or data.get("idempotency_key"),
+            idempotency_key=header or data.get("idempotency_key"),
             max_attempts=data.get("max_attempts"),
             run_after=data.get("run_after"),
             correlation_id=data.get("correlation_id", ""),
@@ -280,7 +303,7 @@ class StepActionView(RunScopedView):
     @extend_schema(request=s.StepFailSerializer, responses={200: s.StepSerializer, **ERRORS,
                                                             **CONFLICT})
     def post(self, request, run_id: str, step_id: str):
-        error = validated(s.StepFailSerializer, request.data)["error"] if request.data else ""
+        error = validated(s.StepFailSerializer, request.data)["error"]
         step = services.step_transition(
             run_id=self.get_run(run_id).id, step_id=step_id, action=self.action, error=error
         )
@@ -299,13 +322,7 @@ class EventListCreateView(RunScopedView):
         return [allows(Cap.APPEND if self.request.method == "POST" else Cap.READ)()]
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("after_id", int, description="Return events with id > after_id."),
-            OpenApiParameter("limit", int, description="Default 100, max 1000."),
-            OpenApiParameter("types", str, description="Comma-separated event types."),
-            OpenApiParameter("level", str, description="Comma-separated levels."),
-            OpenApiParameter("step_id", str),
-        ],
+        parameters=[s.EventQuerySerializer],
         responses={200: s.EventPageSerializer, **ERRORS},
         operation_id="runs_events_list",
     )
@@ -321,14 +338,24 @@ class EventListCreateView(RunScopedView):
                          "next_after_id": next_after_id})
 
     @extend_schema(
-        request={"application/json": OpenApiTypes.OBJECT},
+        request=PolymorphicProxySerializer(
+            component_name="EventAppend",
+            serializers=[s.EventInSerializer, s.EventInSerializer(many=True)],
+            resource_type_field_name=None, many=False,
+        ),
         description=(
-            "Body: one event object (see EventIn) or a list of up to 1,000. A batch is "
+            "Body: one event object (see EventIn) or a list of up to 1,000. One event answers "
+            "the stored event; a batch answers `accepted`, `dropped` and the events' ids (202 "
+            "when the run's event cap dropped some). A batch is "
             "validated as a whole: one bad event rejects it with 400 and nothing is stored. "
             "Strings over 8 KB are replaced by a preview and a payload reference; secrets are "
             "redacted before storage."
         ),
-        responses={201: s.EventBatchResultSerializer, **ERRORS,
+        responses={201: PolymorphicProxySerializer(
+                       component_name="EventAppendResult",
+                       serializers=[s.EventSerializer, s.EventBatchResultSerializer],
+                       resource_type_field_name=None),
+                   202: s.EventBatchResultSerializer, **ERRORS,
                    409: error_response("The run has finished"),
                    413: error_response("Body too large")},
         operation_id="runs_events_append",

@@ -12,12 +12,17 @@ import django_filters
 from django import forms
 from django.db import connections
 from django.db.models import BooleanField, F, Func, Q, QuerySet, Value
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import BaseFilterBackend
 from rest_framework.utils.urls import replace_query_param
 
+from tracefoundry.api_inputs import (
+    MAX_BIGINT,
+    IsoDateTimeFilter,
+    StrictFilterSet,
+    datetime_checked,
+)
 from tracefoundry.pagination import ListCursorPagination
 from traces import selectors
 from traces.models import Trace, TraceStatus
@@ -60,17 +65,27 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-@extend_schema_field(OpenApiTypes.INT)
-class IntegerFilter(django_filters.NumberFilter):
+# Beyond these, a comparison overflows the column (PostgreSQL: a 500), and no trace is there.
+MAX_NUMBER = 10**15
+
+
+@extend_schema_field({"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER})
+class NumberFilter(django_filters.NumberFilter):
+    def __init__(self, **kwargs):
+        super().__init__(min_value=-MAX_NUMBER, max_value=MAX_NUMBER, **kwargs)
+
+
+@extend_schema_field({"type": "integer", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER})
+class IntegerFilter(NumberFilter):
     field_class = forms.IntegerField
 
 
-class TraceFilter(django_filters.FilterSet):
+class TraceFilter(StrictFilterSet):
     project = django_filters.CharFilter(field_name="project__slug", help_text="Project slug.")
-    since = django_filters.IsoDateTimeFilter(
+    since = IsoDateTimeFilter(
         field_name="start_time", lookup_expr="gte", help_text="Started at or after (ISO 8601)."
     )
-    before = django_filters.IsoDateTimeFilter(
+    before = IsoDateTimeFilter(
         field_name="start_time", lookup_expr="lt", help_text="Started before (ISO 8601)."
     )
     service = django_filters.CharFilter(field_name="service_name",
@@ -87,16 +102,16 @@ class TraceFilter(django_filters.FilterSet):
         method="filter_tool", help_text="Traces calling a tool whose name contains this text "
         "(case-insensitive)."
     )
-    min_latency_ms = django_filters.NumberFilter(
+    min_latency_ms = NumberFilter(
         field_name="duration_ms", lookup_expr="gte", help_text="Duration at least (ms)."
     )
-    max_latency_ms = django_filters.NumberFilter(
+    max_latency_ms = NumberFilter(
         field_name="duration_ms", lookup_expr="lte", help_text="Duration at most (ms)."
     )
     min_tokens = IntegerFilter(
         method="filter_min_tokens", help_text="Input + output tokens at least."
     )
-    min_cost = django_filters.NumberFilter(
+    min_cost = NumberFilter(
         field_name="cost_usd", lookup_expr="gte", help_text="Cost at least (USD)."
     )
     q = django_filters.CharFilter(
@@ -162,6 +177,7 @@ SORTS = {
     "most_tokens": "-total_tokens",
 }
 ORDERING_FIELDS = ("start_time", "duration_ms", "cost_usd", "total_tokens")
+ORDERINGS = [f"{sign}{field}" for field in ORDERING_FIELDS for sign in ("", "-")]
 DEFAULT_ORDERING = ("-start_time", "-id")
 
 
@@ -170,8 +186,11 @@ class TraceSort(BaseFilterBackend):
     ties, so the keyset cursor works with every order."""
 
     def get_ordering(self, request, queryset, view) -> tuple[str, str]:
-        sort = request.query_params.get("sort", "").strip()
-        ordering = request.query_params.get("ordering", "").strip()
+        for name in ("sort", "ordering"):
+            if request.query_params.get(name) == "":
+                raise ValidationError({name: ["Must not be empty; leave the parameter out."]})
+        sort = request.query_params.get("sort", "")
+        ordering = request.query_params.get("ordering", "")
         if sort:
             if sort not in SORTS:
                 raise ValidationError({"sort": [f"one of {', '.join(SORTS)}"]})
@@ -195,20 +214,27 @@ def _parse_datetime(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise ValueError("naive datetime")
-    return value
+    return datetime_checked(value)
 
 
 def _parse_decimal(text: str) -> Decimal:
     value = Decimal(text)
-    if not value.is_finite():
+    if not value.is_finite() or abs(value) > MAX_NUMBER:
         raise ValueError("not finite")
     return value
 
 
 def _parse_float(text: str) -> float:
     value = float(text)
-    if value != value or value in (float("inf"), float("-inf")):
+    if value != value or abs(value) > MAX_NUMBER:
         raise ValueError("not finite")
+    return value
+
+
+def _parse_bigint(text: str) -> int:
+    value = int(text)
+    if abs(value) > MAX_BIGINT:
+        raise ValueError("out of range")
     return value
 
 
@@ -216,7 +242,7 @@ _POSITION_PARSERS = {
     "start_time": _parse_datetime,
     "duration_ms": _parse_float,
     "cost_usd": _parse_decimal,
-    "total_tokens": int,
+    "total_tokens": _parse_bigint,
 }
 
 
@@ -273,7 +299,7 @@ class TraceCursorPagination(ListCursorPagination):
 
     def _decode(self, request) -> tuple[bool, tuple | None]:
         encoded = request.query_params.get(self.cursor_query_param)
-        if encoded is None:
+        if not encoded:  # absent or empty: the first page, as DRF's cursor pagination does
             return False, None
         field = self.ordering[0].lstrip("-")
         try:
@@ -282,7 +308,7 @@ class TraceCursorPagination(ListCursorPagination):
             if tokens["s"][0] != self.ordering[0]:
                 raise ValueError("cursor made for another sort")
             value = _POSITION_PARSERS[field](tokens["v"][0])
-            pk = int(tokens["i"][0])
+            pk = _parse_bigint(tokens["i"][0])
             reverse = tokens.get("r", ["0"])[0] == "1"
         except (KeyError, IndexError, TypeError, ValueError, InvalidOperation,
                 UnicodeError) as exc:

@@ -109,30 +109,36 @@ class TraceDetailSerializer(TraceSerializer):
         return SpanSerializer(root).data if root is not None else None
 
 
+FULL_ONLY = "Not with `?fields=compact`."
+
+
 class SpanNodeSerializer(serializers.Serializer):
-    """A span in the tree listing (built as plain dicts by traces.selectors.span_tree)."""
+    """A span in the listing (built as plain dicts by traces.selectors.span_tree). With
+    ``?fields=compact`` only what a tree/waterfall row draws (about a third of the bytes)."""
 
     span_id = serializers.CharField()
     parent_span_id = serializers.CharField(help_text="Empty for a root span.")
     name = serializers.CharField()
-    kind = serializers.CharField()
-    service_name = serializers.CharField()
-    start_time_unix_nano = serializers.IntegerField()
-    end_time_unix_nano = serializers.IntegerField()
+    kind = serializers.CharField(required=False, help_text=FULL_ONLY)
+    service_name = serializers.CharField(required=False, help_text=FULL_ONLY)
+    start_time_unix_nano = serializers.IntegerField(required=False, help_text=FULL_ONLY)
+    end_time_unix_nano = serializers.IntegerField(required=False, help_text=FULL_ONLY)
     start_offset_ms = serializers.FloatField(help_text="Start relative to the trace's first span.")
     duration_ms = serializers.FloatField()
     status_code = serializers.CharField()
-    status_message = serializers.CharField()
+    status_message = serializers.CharField(required=False, help_text=FULL_ONLY)
     span_type = serializers.CharField()
     model = serializers.CharField()
-    input_tokens = serializers.IntegerField(allow_null=True)
-    output_tokens = serializers.IntegerField(allow_null=True)
+    input_tokens = serializers.IntegerField(allow_null=True, required=False,
+                                            help_text=FULL_ONLY)
+    output_tokens = serializers.IntegerField(allow_null=True, required=False,
+                                             help_text=FULL_ONLY)
     cost_usd = serializers.DecimalField(max_digits=18, decimal_places=8, coerce_to_string=False,
-                                        allow_null=True)
+                                        allow_null=True, required=False, help_text=FULL_ONLY)
     tool_name = serializers.CharField()
     is_retry = serializers.BooleanField()
     is_timeout = serializers.BooleanField()
-    run_id = serializers.CharField()
+    run_id = serializers.CharField(required=False, help_text=FULL_ONLY)
     depth = serializers.IntegerField(help_text="0 for roots and orphans.")
     orphan = serializers.BooleanField(
         help_text="True for a span whose parent is not in the trace (it and its subtree are "
@@ -152,41 +158,16 @@ class SpanListSerializer(serializers.Serializer):
         "then the orphans. With `?tree=1`: the roots and orphans, with nested `children`."))
 
 
-class SpanCompactNodeSerializer(serializers.Serializer):
-    """A span in the ``?fields=compact`` listing: only what a tree/waterfall row draws."""
-
-    span_id = serializers.CharField()
-    parent_span_id = serializers.CharField(help_text="Empty for a root span.")
-    name = serializers.CharField()
-    start_offset_ms = serializers.FloatField(help_text="Start relative to the trace's first span.")
-    duration_ms = serializers.FloatField()
-    status_code = serializers.CharField()
-    span_type = serializers.CharField()
-    model = serializers.CharField()
-    tool_name = serializers.CharField()
-    is_retry = serializers.BooleanField()
-    is_timeout = serializers.BooleanField()
-    depth = serializers.IntegerField(help_text="0 for roots and orphans.")
-    orphan = serializers.BooleanField()
-    children = serializers.ListField(
-        child=serializers.DictField(), required=False,
-        help_text="Only with `?tree=1`: the child spans, each of this same shape.",
-    )
-
-
-class SpanCompactListSerializer(serializers.Serializer):
-    trace_id = serializers.CharField()
-    span_count = serializers.IntegerField()
-    spans = SpanCompactNodeSerializer(many=True, help_text=(
-        "The spans of `?fields=compact`, in the same order as the full listing."))
-
-
 class SpanListQuerySerializer(serializers.Serializer):
     tree = serializers.BooleanField(required=False, default=False)
     # Declared fields leave the class body, so this does not shadow ``Serializer.fields``.
     fields = serializers.ChoiceField(choices=["full", "compact"], required=False, default="full")
 
 
+TRACE_ID_OR_EMPTY = r"^(?:[0-9a-fA-F]{32})?$"
+
+
 class SpanQuerySerializer(serializers.Serializer):
-    trace_id = serializers.RegexField(r"^[0-9a-fA-F]{32}$", required=False, default="")
+    trace_id = serializers.RegexField(TRACE_ID_OR_EMPTY, required=False, default="",
+                                      allow_blank=True)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,7 +13,7 @@ from tracefoundry.permissions import access_for, allows
 from tracefoundry.roles import Cap
 from traces import selectors
 from traces.api import serializers as s
-from traces.api.filters import SORTS, TraceCursorPagination, TraceFilter, TraceSort
+from traces.api.filters import ORDERINGS, SORTS, TraceCursorPagination, TraceFilter, TraceSort
 
 ERRORS = common_errors("No such trace (or not visible to this key)")
 
@@ -34,7 +34,7 @@ class TraceListView(generics.GenericAPIView):
         parameters=[
             OpenApiParameter("sort", str, enum=list(SORTS), description=(
                 "newest (default), oldest, slowest, fastest, most_expensive, most_tokens.")),
-            OpenApiParameter("ordering", str, description=(
+            OpenApiParameter("ordering", str, enum=ORDERINGS, description=(
                 "Alternative to `sort`: start_time, duration_ms, cost_usd or total_tokens, "
                 "prefixed with - for descending. `sort` wins when both are given.")),
         ],
@@ -73,11 +73,7 @@ class TraceSpanListView(APIView):
                 "`compact`: only the columns a tree/waterfall row draws (about a third of the "
                 "bytes; what the trace page loads). Default `full`.")),
         ],
-        responses={200: PolymorphicProxySerializer(
-            component_name="SpanListing",
-            serializers=[s.SpanListSerializer, s.SpanCompactListSerializer],
-            resource_type_field_name=None,
-        ), **ERRORS},
+        responses={200: s.SpanListSerializer, **ERRORS},
         operation_id="traces_spans_list",
         description=(
             "Every span of the trace, in drawing order: depth-first from the roots, siblings by "
@@ -99,10 +95,11 @@ class SpanDetailView(APIView):
     permission_classes = [allows(Cap.READ)]
 
     @extend_schema(
-        parameters=[OpenApiParameter("trace_id", str, description=(
-            "The span's trace. Span ids are unique only within a trace: without it, an id "
-            "found in several traces is a 409 `ambiguous_span_id` listing the candidates in "
-            "`details.candidates`."))],
+        parameters=[OpenApiParameter(
+            "trace_id", {"type": "string", "pattern": s.TRACE_ID_OR_EMPTY}, description=(
+                "The span's trace (empty: not given). Span ids are unique only within a trace: "
+                "without it, an id found in several traces is a 409 `ambiguous_span_id` listing "
+                "the candidates in `details.candidates`."))],
         responses={200: s.SpanSerializer, **ERRORS,
                    409: error_response("The span id occurs in several traces; pass trace_id")},
         operation_id="spans_retrieve",
