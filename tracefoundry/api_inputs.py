@@ -141,3 +141,14 @@ class JSONInputSerializer(serializers.Serializer):
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
+
+
+class OptionalIdField(serializers.CharField):
+    """A reference to another object that may be absent: ``null``, never ``""``, so a client that
+    builds a URL from it (``/runs/{run_id}``) cannot end up on the list endpoint instead."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(allow_null=True, read_only=True, **kwargs)
+
+    def to_representation(self, value):
+        return value or None

@@ -9,13 +9,20 @@ from runs import queue_selectors
 from runs.models import Run, RunEvent, RunState, Step, Worker
 from runs.selectors import EVENT_PAGE_DEFAULT, EVENT_PAGE_MAX
 from runs.services import KIND_RE
-from tracefoundry.api_inputs import MAX_BIGINT, MAX_INT, DateTimeField, JSONInputSerializer
+from tracefoundry.api_inputs import (
+    MAX_BIGINT,
+    MAX_INT,
+    DateTimeField,
+    JSONInputSerializer,
+    OptionalIdField,
+)
 
 
 class RunSerializer(serializers.ModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     progress = serializers.SerializerMethodField()
     duration_ms = serializers.IntegerField(read_only=True, allow_null=True)
+    trace_id = OptionalIdField(help_text="The trace of this run, or null.")
     links = serializers.SerializerMethodField()
     waiting = serializers.SerializerMethodField(help_text=(
         "Queued runs only: `no worker online serves kind X` while no online worker claims "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from tracefoundry.api_inputs import OptionalIdField
 from traces.models import Span, Trace
 
 
@@ -32,6 +33,7 @@ class TraceSerializer(serializers.ModelSerializer):
     tools = serializers.ListField(child=serializers.CharField(), read_only=True,
                                   help_text="Tools called by the trace's spans.")
     links = serializers.SerializerMethodField()
+    run_id = OptionalIdField(help_text="The run this trace belongs to, or null.")
 
     class Meta:
         model = Trace
@@ -71,6 +73,7 @@ class SpanSerializer(serializers.ModelSerializer):
     resource = serializers.DictField(read_only=True)
     scope = serializers.DictField(read_only=True)
     related = serializers.SerializerMethodField()
+    run_id = OptionalIdField(help_text="The run this span belongs to, or null.")
 
     class Meta:
         model = Span
