@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosedOK
 from websockets.sync.client import connect as ws_connect
 
 from tests.live.test_live_servers import new_running_run, receive_until, sse_frames
+from tests.livestack import LiveStack
 
 
 def in_another_process(stack, code: str) -> None:
@@ -93,3 +94,24 @@ def test_project_sse_refuses_what_the_socket_refuses(live_stack):
     assert missing.status_code == 404 and missing.json()["error"]["code"]
     bad = httpx.get(url, headers={**sse, "Authorization": f"Bearer {read}", "Last-Event-ID": "x"})
     assert bad.status_code == 400 and json.loads(bad.text)["error"]["code"]
+
+
+def test_without_redis_another_process_reaches_the_socket(tmp_path):
+    """The suite's database (PostgreSQL in CI's second pass) with the in-memory layer: a change
+    made by another process still reaches an open socket, through the database watcher."""
+    stack = LiveStack.create(tmp_path, env={"REDIS_URL": ""})
+    try:
+        key = stack.api_key("runs:read,runs:write")
+        server = stack.server()
+        run_id = new_running_run(stack, server, key)
+        with ws_connect(f"{server.ws_url}/ws/runs/{run_id}/",
+                        additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+            receive_until(ws, lambda m: m["type"] == "run")
+            in_another_process(stack, (
+                f"services.events_append(run_id={run_id!r}, events=[{{'type': 'note', "
+                "'payload': {'text': 'no redis here'}}])\n"))
+            got = receive_until(ws, lambda m: m["type"] == "event"
+                                and m["event"]["type"] == "note")
+            assert got[-1]["event"]["payload"]["text"] == "no redis here"
+    finally:
+        stack.close()
