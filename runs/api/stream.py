@@ -126,6 +126,14 @@ async def project_event_stream(project_id: int, slug: str, after_id: int | None,
             follower.close()
 
 
+def _stream_parameters(after_id: str) -> list[OpenApiParameter]:
+    return [
+        OpenApiParameter("after_id", _EVENT_ID, description=after_id),
+        OpenApiParameter("Last-Event-ID", _EVENT_ID, OpenApiParameter.HEADER,
+                         description="Resume after this event id (set by EventSource)."),
+    ]
+
+
 def _stream_response(stream) -> StreamingHttpResponse:
     response = StreamingHttpResponse(stream, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
@@ -138,11 +146,7 @@ class EventStreamView(RunScopedView):
     renderer_classes = [FastJSONRenderer, EventStreamRenderer]
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("after_id", _EVENT_ID, description="Start after this event id."),
-            OpenApiParameter("Last-Event-ID", _EVENT_ID, OpenApiParameter.HEADER,
-                             description="Resume after this event id (set by EventSource)."),
-        ],
+        parameters=_stream_parameters("Start after this event id."),
         responses={
             (200, "text/event-stream"): OpenApiResponse(
                 SSE_FRAME,
@@ -177,12 +181,8 @@ class ProjectEventStreamView(APIView):
     renderer_classes = [FastJSONRenderer, EventStreamRenderer]
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("after_id", _EVENT_ID, description=(
-                "Start after this event id (default: with the project's latest 100 events).")),
-            OpenApiParameter("Last-Event-ID", _EVENT_ID, OpenApiParameter.HEADER,
-                             description="Resume after this event id (set by EventSource)."),
-        ],
+        parameters=_stream_parameters(
+            "Start after this event id (default: with the project's latest 100 events)."),
         responses={
             (200, "text/event-stream"): OpenApiResponse(
                 SSE_FRAME,

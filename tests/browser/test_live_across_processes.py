@@ -13,23 +13,13 @@ import sys
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.run_helpers import RunApi, token
+from tests.browser.run_helpers import token
 from tests.browser.test_run_pages import rows
 from tests.livestack import MANAGE, ROOT, login
 
 # The worker's run must show within a second of finishing; expect's default 5 s only keeps a
 # broken page from passing, it is not a timing assertion.
 SECOND = 5_000
-
-
-@pytest.fixture(scope="module")
-def server(live_stack):
-    return live_stack.server()
-
-
-@pytest.fixture(scope="module")
-def runs(live_stack, server) -> RunApi:
-    return RunApi(stack=live_stack, base=server.url, key=live_stack.api_key("runs:read,runs:write"))
 
 
 @pytest.fixture

@@ -20,16 +20,6 @@ LIVE_STATE = "live" if WEBSOCKETS_SERVED else re.compile("sse|polling")
 
 
 @pytest.fixture(scope="module")
-def server(live_stack):
-    return live_stack.server()
-
-
-@pytest.fixture(scope="module")
-def runs(live_stack, server) -> RunApi:
-    return RunApi(stack=live_stack, base=server.url, key=live_stack.api_key("runs:read,runs:write"))
-
-
-@pytest.fixture(scope="module")
 def users(live_stack) -> dict[str, tuple[str, str]]:
     """One user per role: name -> (username, password)."""
     out = {}

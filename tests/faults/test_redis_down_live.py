@@ -8,17 +8,9 @@ import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from tests.faults.servers import RedisServer
 from tests.live.test_live_servers import append, new_running_run, receive_until, sse_frames
 from tests.livestack import LiveStack
 from tests.traces.otlp_builders import json_request, json_span
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    server = RedisServer(tmp_path).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import pytest
 
 from runs.models import Run
 from tests.conftest import client_for
-from tests.faults.servers import RedisServer
 from tests.traces.otlp_builders import json_request, json_span
 from tracefoundry import throttling
 from traces.models import Span
@@ -15,13 +14,6 @@ from traces.models import Span
 pytestmark = pytest.mark.django_db
 
 RATES = {"enqueue": "2/min", "cancel": "2/min", "ingest": "2/min"}
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    server = RedisServer(tmp_path).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
