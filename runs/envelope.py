@@ -281,8 +281,8 @@ def prepare_event(
         payload_bytes=size,
         truncated=truncated,
         step_id=fields["step_id"],
-        correlation_id=fields["correlation_id"],
-        causation_id=fields["causation_id"],
+        correlation_id=redactor.text(fields["correlation_id"]),
+        causation_id=redactor.text(fields["causation_id"]),
         blobs=blobs,
     )
 

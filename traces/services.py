@@ -76,6 +76,10 @@ def _prepare(record: SpanRecord, redactor, shared: dict[int, dict],
         resource = redactor.value(record.resource)
         shared[key] = keep_allowed(resource) if policy == "strict" else resource
     record.resource = shared[key]
+    key = id(record.scope)
+    if key not in shared:  # scope name, version and attributes: shared like resources
+        shared[key] = redactor.value(record.scope)
+    record.scope = shared[key]
     if record.events:
         record.events = redactor.value(record.events)
     if record.links:
