@@ -252,7 +252,7 @@ def _render_kv(m: re.Match[str]) -> str | None:
         return None
     idx = next(i for i in (3, 4, 5, 6) if m.group(i) is not None)
     value = m.group(idx)
-    if not value or value.startswith(_PEM_START):  # the private_key detector takes the block
+    if not value or _PEM_START in value:  # the private_key detector takes the whole block
         return None
     if idx == 6:  # unquoted
         if _looks_like_code(key, value, m.string[m.end() : m.end() + 1]):
@@ -268,7 +268,7 @@ def _render_kv(m: re.Match[str]) -> str | None:
 
 def _render_header(m: re.Match[str]) -> str | None:
     value = m.group(3).rstrip()
-    if value.startswith(_PEM_START):
+    if _PEM_START in value:
         return None
     repl = _secret_replacement(_key_class(m.group(1)) or "authorization", value)
     if repl is None:
@@ -372,13 +372,13 @@ class _Detector:
 
 # --- detectors, in priority order (the first that accepts a start offset wins) -------------------
 
-# Base64 lines, `Proc-Type:`-style headers, \n-escaped JSON; never another `-----` line, so that a
+# Base64 lines, `Proc-Type:`-style headers, \n-escaped JSON (escaped once or more: JSON in JSON); never another `-----` line, so that a
 # stray `-----BEGIN` costs a scan to the next dashes, not to the end of the text.
-_PEM_BODY = r"(?:[A-Za-z0-9+/=\s:,.<>@()'\"_]|-(?!----)|\\[nr])"
+_PEM_BODY = r"(?:[A-Za-z0-9+/=\s:,.<>@()'\"_]|-(?!----)|\\++[nr])"
 _PEM = (  # the whole block; unterminated (a truncated payload): as far as base64 lines go
     r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----"
     rf"(?:{_PEM_BODY}*?-----END[A-Z0-9 ]{{0,40}} PRIVATE KEY(?: BLOCK)?-----"
-    r"|(?:[A-Za-z0-9+/=\s]|\\[nr]){40,}+)"
+    r"|(?:[A-Za-z0-9+/=\s]|\\++[nr]){40,}+)"
 )
 _AZURE_KEY = r"((?:AccountKey|SharedAccessKey)=)[A-Za-z0-9+/]{20,}={0,2}"
 _AZURE_SAS = r"(?<=[?&])(sig=)[A-Za-z0-9%+/]{20,}(?:%3[Dd]|=){0,2}"
@@ -390,8 +390,8 @@ _HEADER = (
 )
 _KV = (  # the key's sensitivity is checked by `_render_kv`, as for dict keys
     r"(?<![\w.-])([\w.-]{1,128}+)"
-    r"(\\?[\"']?[ \t]{0,4}(?::=|==?|:)[ \t]{0,4})"
-    r"(?:\\?\"([^\"\\\r\n]{0,4096})\\?\""  # 3: "double" or \"escaped\" quotes
+    r"(\\{0,8}[\"']?[ \t]{0,4}(?::=|==?|:)[ \t]{0,4})"
+    r"(?:\\{0,8}\"([^\"\\\r\n]{0,4096})\\{0,8}\""  # 3: "double", \"escaped\" (once or more)
     r"|'([^'\\\r\n]{0,4096})'"  # 4: 'single'
     r"|((?ai:bearer|basic|token|digest)[ \t]+[^\s,;&\"'<>\\]{1,4096})"  # 5: scheme + credentials
     r"|([^\s,;&\"'<>\\()\[\]{}]{1,4096}))"  # 6: bare
@@ -400,7 +400,7 @@ _KV = (  # the key's sensitivity is checked by `_render_kv`, as for dict keys
 _KV_ANCHORS = ("passw", "pwd", "passphrase", "secret", "credential", "cookie")
 _KV_ANCHORS += ("auth", "key", "token")
 # A `key: value`, `key=value` or header needs its separator right after the rest of its key.
-_KEY_FOLLOW = re.compile(r"[\w.-]*+\\?[\"']?[ \t]*+[:=]")
+_KEY_FOLLOW = re.compile(r"[\w.-]*+\\{0,8}[\"']?[ \t]*+[:=]")
 _SCHEME_FOLLOW = re.compile(r"[ \t]")  # `Bearer` and `Basic` take their credentials after blanks
 _BEARER = r"(?<![\w-])((?ai:bearer)[ \t]+)(?=[A-Za-z._~+/=-]*[0-9])[A-Za-z0-9._~+/=-]{8,4096}"
 _BASIC = r"(?<![\w-])((?ai:basic)[ \t]+)([A-Za-z0-9+/]{4,4096}={0,2})(?![\w+/=-])"
