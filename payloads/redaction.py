@@ -3,12 +3,22 @@ JSON-like values before anything is persisted — DB rows, payload blobs, logs, 
 
 Policies (``settings.TRACEFOUNDRY_REDACTION_POLICY``, default ``standard``):
 
-- ``standard``: credentials and tokens. Labels: ``aws_access_key``, ``aws_secret_key`` (only in
-  ``aws_secret_access_key=…``-like context), ``openai_key``, ``anthropic_key``, ``github_token``,
-  ``gitlab_token``, ``slack_token``, ``slack_webhook`` (host and path prefix stay), ``jwt``,
-  ``bearer_token`` and ``basic_auth`` (the ``Bearer``/``Basic`` scheme word stays),
-  ``private_key`` (the whole PEM block; an unterminated block as far as its base64 body goes),
-  ``url_password`` (``scheme://user:[REDACTED:url_password]@host``).
+- ``standard``: credentials and tokens. Labels: ``aws_access_key`` (``AKIA``/``ASIA``/``ABIA``/
+  ``ACCA``), ``aws_secret_key`` (only in ``aws_secret_access_key=…``-like context),
+  ``google_api_key`` (GCP and Google AI ``AIza…``), ``azure_storage_key`` (``AccountKey=``/
+  ``SharedAccessKey=`` of connection strings; the name stays), ``azure_sas`` (``sig=`` of SAS
+  URLs), ``stripe_key`` (``sk_``/``rk_`` live/test/prod, ``whsec_``), ``square_token``
+  (``sq0atp-``/``sq0csp-``/``sq0idp-``, ``EAAA…``), ``twilio_key`` (``SK``/``AC`` + 32 hex),
+  ``sendgrid_key`` (``SG.x.y``), ``mailgun_key`` (``key-`` + 32 hex), ``slack_token``,
+  ``slack_webhook`` (host and path prefix stay), ``github_token``, ``gitlab_token``,
+  ``npm_token``, ``pypi_token``, ``dockerhub_token``, ``openai_key``, ``anthropic_key``,
+  ``huggingface_token``, ``jwt``, ``bearer_token`` and ``basic_auth`` (the ``Bearer``/``Basic``
+  scheme word stays), ``private_key`` (the whole PEM block wherever it starts — also after a
+  sensitive key, ``PRIVATE_KEY=-----BEGIN…``, and \\n-escaped any number of times, as in a GCP
+  service-account JSON; an unterminated block as far as its base64 body goes), ``url_password``
+  (``scheme://user:[REDACTED:url_password]@host``). Tokens with a distinctive prefix are found
+  glued to the text around them (``xAKIA…abc``, ``id:ghp_…;``); ``sk-`` (OpenAI) only after a
+  non-word character, since ``task-``/``risk-`` end in it.
 - ``strict``: ``standard`` plus ``email``, ``phone``, ``ip_address`` (IPv4 and IPv6; not ``::1``)
   and ``card_number`` (13–19 digits starting 2–6, Luhn-checked).
 - ``off``: everything is returned unchanged (the very same object).
@@ -29,7 +39,9 @@ In dicts (``Redactor.value``), under a sensitive key: ``None``, booleans and emp
 containers are kept; lists and tuples are redacted element by element (OpenTelemetry array
 attributes keep their type); anything else becomes the label string. A ``{"key"|"name":
 <sensitive>, "value": …}`` pair (OTLP JSON attributes, Kubernetes env entries) has its ``value``
-redacted the same way. Dict keys are never changed, and non-str keys are checked as ``str(key)``.
+redacted the same way. Non-str keys are checked as ``str(key)``. A str key is itself redacted
+like any text (a secret used as a key becomes its label); when two keys of one dict redact
+alike, both values stay: the later key gets a ``#2`` (``#3``…) suffix.
 
 In free text, ``key=value``, ``key: value``, ``"key": "value"`` (also ``'…'`` and ``\\"…\\"``) and
 ``Authorization:``/``Cookie:`` header lines (to the end of the line) are redacted. Code rather than
@@ -372,8 +384,9 @@ class _Detector:
 
 # --- detectors, in priority order (the first that accepts a start offset wins) -------------------
 
-# Base64 lines, `Proc-Type:`-style headers, \n-escaped JSON (escaped once or more: JSON in JSON); never another `-----` line, so that a
-# stray `-----BEGIN` costs a scan to the next dashes, not to the end of the text.
+# Base64 lines, `Proc-Type:`-style headers, \n-escaped JSON (escaped once or more: JSON inside a
+# JSON string); never another `-----` line, so that a stray `-----BEGIN` costs a scan to the next
+# dashes, not to the end of the text.
 _PEM_BODY = r"(?:[A-Za-z0-9+/=\s:,.<>@()'\"_]|-(?!----)|\\++[nr])"
 _PEM = (  # the whole block; unterminated (a truncated payload): as far as base64 lines go
     r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----"
