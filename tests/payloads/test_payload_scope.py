@@ -1,5 +1,7 @@
 """API keys read only the payloads their own project's data refers to."""
 
+import json
+
 import pytest
 
 from tests.conftest import client_for
@@ -74,3 +76,15 @@ def test_a_worker_id_holding_a_credential_is_refused(make_key):
     resp = client.post("/api/v1/runs/claim", {"worker_id": worker}, format="json")
     assert resp.status_code == 400 and resp.json()["error"]["details"] == {"field": "worker_id"}
     assert client.get("/api/v1/runs?state=running").json()["results"] == []
+
+
+@pytest.mark.parametrize(("field", "value"), [("type", "glpat-" + "abcdefghij" * 2),
+                                              ("source", "glpat-" + "abcdefghij" * 2)])
+def test_event_type_and_source_holding_a_credential_are_refused(make_key, field, value):
+    client = client_for(raw_key=make_key("runs:read,runs:write")[1])
+    run_id = _running_run(client)
+    resp = client.post(f"/api/v1/runs/{run_id}/events", {"type": "note", field: value},
+                       format="json")
+    assert resp.status_code == 400
+    assert "credential" in json.dumps(resp.json()["error"])
+    assert value not in json.dumps(client.get(f"/api/v1/runs/{run_id}/events").json())
