@@ -561,8 +561,34 @@ def _compile_anchors(
     lower-cased matched text to (literal, offset of that character, case-insensitive, entries)."""
     alternatives: dict[str, list[tuple[int, str]]] = {}
     table: AnchorTable = {}
+
+    def chars_at(literal: str, k: int, ci: bool) -> set[str]:
+        return {literal[k].lower(), literal[k].upper()} if ci else {literal[k]}
+
+    def rarest(literal: str, ci: bool, among: set[str] | None = None) -> int | None:
+        ks = [k for k in range(len(literal))
+              if among is None or chars_at(literal, k, ci) <= among]
+        return min(ks, key=lambda k: _rarity(literal[k], ci)) if ks else None
+
+    # Each character the scan stops at costs on every occurrence in the text: a literal whose
+    # rarest character no other literal is keyed on, but which holds one that another is keyed
+    # on, is keyed on that one instead (`hf_` on the `h` of `https`, not on an `f` of its own).
+    chosen = {key: rarest(*key) for key in literals}
+    users: dict[str, int] = {}
+    for (literal, ci), i in chosen.items():
+        for c in chars_at(literal, i, ci):
+            users[c] = users.get(c, 0) + 1
+    for (literal, ci), i in chosen.items():
+        own = chars_at(literal, i, ci)
+        if all(users[c] == 1 for c in own):
+            shared = {c for c, n in users.items() if n and c not in own}
+            j = rarest(literal, ci, shared)
+            if j is not None:
+                chosen[(literal, ci)] = j
+                for c in own:
+                    users[c] -= 1
     for (literal, ci), entries in literals.items():
-        i = min(range(len(literal)), key=lambda k: _rarity(literal[k], ci))
+        i = chosen[(literal, ci)]
         wrap = "(?ai:{})".format if ci else "{}".format
         behind = f"(?<={wrap(re.escape(literal[: i + 1]))})" if i else ""
         ahead = wrap(re.escape(literal[i + 1 :])) if literal[i + 1 :] else ""

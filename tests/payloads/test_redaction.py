@@ -669,6 +669,8 @@ FRAGMENTS = [
     *("AKIA", "ASIA", "ABCDEFGHIJ234567", "eyJ", "eyJhbGciOiJIUzI1NiJ9", "Bearer", "basic"),
     *("dXNlcjpwYXNz", "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----"),
     *("MIIEow" + "A" * 40, "https://", "postgres://", "user:pw@host", "hooks.slack.com/services/"),
+    *("AIza", "SK", "AC", "ACCA", "key-", "0123456789abcdef", "hf_", "npm_", "sq0atp-", "EAAA"),
+    *("SG.", "sig=", "?", "AccountKey=", "sk_live_", "whsec_", "dckr_pat_", "pypi-AgEIcHlwaS5vcmc"),
     *("bob@example.com", "+1 (555) 123-4567", "555-123-4567", "4111 1111 1111 1111"),
     *("378282246310005", "192.168.1.10", "2001:db8::1", "fe80::1%eth0", "::", "12:00:00"),
     *("2024-05-01T12:00:00.123Z", "1700000000000", "3f2a9c1e5b7d4f6a8c0e2b", "1", "22", "333"),
