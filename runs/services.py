@@ -215,9 +215,10 @@ def run_enqueue(
     if redactor.text(kind) != kind:
         raise InvalidInput("kind must not contain a credential", details={"field": "kind"})
     clean_input = redactor.value(json_safe({} if input is None else input))
-    # Every client-chosen string is stored redacted (the key is compared redacted, too).
+    # Every client-chosen string is stored redacted; an idempotency key is compared later, so
+    # one holding a credential is refused (two keys would redact alike).
     name, correlation_id = redactor.text(name), redactor.text(correlation_id)
-    idempotency_key = redactor.text(idempotency_key) if idempotency_key else idempotency_key
+    refuse_credentials(idempotency_key or "", "idempotency_key")
     fingerprint = _fingerprint(
         project=project.slug, kind=kind, input=clean_input, name=name,
         max_attempts=max_attempts, run_after=wire.iso(run_after), trace_id=trace_id,
