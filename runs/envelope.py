@@ -284,8 +284,8 @@ def prepare_event(
         payload_bytes=size,
         truncated=truncated,
         step_id=fields["step_id"],
-        correlation_id=redactor.text(fields["correlation_id"]),
-        causation_id=redactor.text(fields["causation_id"]),
+        correlation_id=redactor.text(fields["correlation_id"])[:64],  # a label may be longer
+        causation_id=redactor.text(fields["causation_id"])[:64],
         blobs=blobs,
     )
 

@@ -217,7 +217,8 @@ def run_enqueue(
     clean_input = redactor.value(json_safe({} if input is None else input))
     # Every client-chosen string is stored redacted; an idempotency key is compared later, so
     # one holding a credential is refused (two keys would redact alike).
-    name, correlation_id = redactor.text(name), redactor.text(correlation_id)
+    # A label may be longer than the secret it replaces: cut to the columns' lengths after.
+    name, correlation_id = redactor.text(name)[:256], redactor.text(correlation_id)[:64]
     refuse_credentials(idempotency_key or "", "idempotency_key")
     fingerprint = _fingerprint(
         project=project.slug, kind=kind, input=clean_input, name=name,

@@ -88,3 +88,23 @@ def test_event_type_and_source_holding_a_credential_are_refused(make_key, field,
     assert resp.status_code == 400
     assert "credential" in json.dumps(resp.json()["error"])
     assert value not in json.dumps(client.get(f"/api/v1/runs/{run_id}/events").json())
+
+
+def test_ids_and_names_that_grow_when_redacted_still_fit_their_columns(make_key):
+    client = client_for(raw_key=make_key("runs:read,runs:write")[1])
+    grows = "token=abc123"  # -> token=[REDACTED:token]
+    resp = client.post("/api/v1/runs", {"kind": "job", "name": "n " * 120 + grows,
+                                        "correlation_id": "c " * 26 + grows}, format="json")
+    assert resp.status_code == 201, resp.content
+    run = resp.json()
+    assert len(run["correlation_id"]) == 64 and "abc123" not in run["correlation_id"]
+    assert "abc123" not in run["name"]
+    run_id = _running_run(client)
+    resp = client.post(f"/api/v1/runs/{run_id}/events",
+                       {"type": "note", "correlation_id": "c " * 26 + grows}, format="json")
+    assert resp.status_code == 201, resp.content
+    resp = client.post(f"/api/v1/runs/{run_id}/steps", {"name": "s " * 122 + grows,
+                                                          "node_ref": "r " * 122 + grows},
+                       format="json")
+    assert resp.status_code == 201, resp.content
+    assert "abc123" not in resp.json()["name"] + resp.json()["node_ref"]
