@@ -3,12 +3,22 @@ JSON-like values before anything is persisted — DB rows, payload blobs, logs, 
 
 Policies (``settings.TRACEFOUNDRY_REDACTION_POLICY``, default ``standard``):
 
-- ``standard``: credentials and tokens. Labels: ``aws_access_key``, ``aws_secret_key`` (only in
-  ``aws_secret_access_key=…``-like context), ``openai_key``, ``anthropic_key``, ``github_token``,
-  ``gitlab_token``, ``slack_token``, ``slack_webhook`` (host and path prefix stay), ``jwt``,
-  ``bearer_token`` and ``basic_auth`` (the ``Bearer``/``Basic`` scheme word stays),
-  ``private_key`` (the whole PEM block; an unterminated block as far as its base64 body goes),
-  ``url_password`` (``scheme://user:[REDACTED:url_password]@host``).
+- ``standard``: credentials and tokens. Labels: ``aws_access_key`` (``AKIA``/``ASIA``/``ABIA``/
+  ``ACCA``), ``aws_secret_key`` (only in ``aws_secret_access_key=…``-like context),
+  ``google_api_key`` (GCP and Google AI ``AIza…``), ``azure_storage_key`` (``AccountKey=``/
+  ``SharedAccessKey=`` of connection strings; the name stays), ``azure_sas`` (``sig=`` of SAS
+  URLs), ``stripe_key`` (``sk_``/``rk_`` live/test/prod, ``whsec_``), ``square_token``
+  (``sq0atp-``/``sq0csp-``/``sq0idp-``, ``EAAA…``), ``twilio_key`` (``SK``/``AC`` + 32 hex),
+  ``sendgrid_key`` (``SG.x.y``), ``mailgun_key`` (``key-`` + 32 hex), ``slack_token``,
+  ``slack_webhook`` (host and path prefix stay), ``github_token``, ``gitlab_token``,
+  ``npm_token``, ``pypi_token``, ``dockerhub_token``, ``openai_key``, ``anthropic_key``,
+  ``huggingface_token``, ``jwt``, ``bearer_token`` and ``basic_auth`` (the ``Bearer``/``Basic``
+  scheme word stays), ``private_key`` (the whole PEM block wherever it starts — also after a
+  sensitive key, ``PRIVATE_KEY=-----BEGIN…``, and \\n-escaped any number of times, as in a GCP
+  service-account JSON; an unterminated block as far as its base64 body goes), ``url_password``
+  (``scheme://user:[REDACTED:url_password]@host``). Tokens with a distinctive prefix are found
+  glued to the text around them (``xAKIA…abc``, ``id:ghp_…;``); ``sk-`` (OpenAI) only after a
+  non-word character, since ``task-``/``risk-`` end in it.
 - ``strict``: ``standard`` plus ``email``, ``phone``, ``ip_address`` (IPv4 and IPv6; not ``::1``)
   and ``card_number`` (13–19 digits starting 2–6, Luhn-checked).
 - ``off``: everything is returned unchanged (the very same object).
@@ -29,7 +39,9 @@ In dicts (``Redactor.value``), under a sensitive key: ``None``, booleans and emp
 containers are kept; lists and tuples are redacted element by element (OpenTelemetry array
 attributes keep their type); anything else becomes the label string. A ``{"key"|"name":
 <sensitive>, "value": …}`` pair (OTLP JSON attributes, Kubernetes env entries) has its ``value``
-redacted the same way. Dict keys are never changed, and non-str keys are checked as ``str(key)``.
+redacted the same way. Non-str keys are checked as ``str(key)``. A str key is itself redacted
+like any text (a secret used as a key becomes its label); when two keys of one dict redact
+alike, both values stay: the later key gets a ``#2`` (``#3``…) suffix.
 
 In free text, ``key=value``, ``key: value``, ``"key": "value"`` (also ``'…'`` and ``\\"…\\"``) and
 ``Authorization:``/``Cookie:`` header lines (to the end of the line) are redacted. Code rather than
@@ -74,6 +86,7 @@ REDACTED = "[REDACTED:{name}]"
 MAX_DEPTH = 64
 
 _LABEL_PREFIX = "[REDACTED:"
+_PEM_START = "-----BEGIN"
 _PLAIN = frozenset({int, float, bool, type(None)})  # leaves returned as they are
 _KEY_CACHE_MAX = 4096
 _INLINE_SCAN_MAX = 256  # `_walk_dict` looks for anchors itself in strings up to this long
@@ -129,26 +142,59 @@ def _key_class(key: str) -> str | None:
 # --- tokens recognisable on their own ------------------------------------------------------------
 
 _TOKEN_PATTERNS = (
-    ("aws_access_key", r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
-    ("anthropic_key", r"(?<![\w-])sk-ant-[A-Za-z0-9_-]{20,}"),
-    # At least one digit, so prose such as `sk-learn-compatible-estimators` survives.
+    # Distinctive prefixes need no left boundary: a token glued to the text before it
+    # (`xAKIA…`, `id:ghp_…`) is still found. Fixed-length bodies take exactly their length, so
+    # letters glued after (`AKIA…abc`) stay and the token goes.
+    ("aws_access_key", r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}"),
+    ("anthropic_key", r"sk-ant-[A-Za-z0-9_-]{20,}"),
+    # At least one digit, so prose such as `sk-learn-compatible-estimators` survives; `sk-` is too
+    # short a prefix to be found glued to a word (`task-…`, `risk-…`).
     ("openai_key", r"(?<![\w-])sk-(?=[A-Za-z0-9_-]{20})[A-Za-z_-]*+[0-9][A-Za-z0-9_-]*"),
-    ("github_token", r"(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})"),
-    ("gitlab_token", r"(?<![\w-])gl(?:pat|ptt|dt|rt|ft|soat|cbt|imt|oas)-[A-Za-z0-9_-]{20,}"),
-    ("slack_token", r"(?<![\w-])(?:xox[abcdeprs]-[A-Za-z0-9-]{10,}|xapp-[0-9]-[A-Za-z0-9-]{10,})"),
-    ("jwt", r"(?<![\w-])eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
+    ("stripe_key", r"(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9+/=]{24,}"),
+    ("google_api_key", r"AIza[0-9A-Za-z_-]{35}"),
+    ("github_token", r"gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,}"),
+    ("gitlab_token", r"gl(?:pat|ptt|dt|rt|ft|soat|cbt|imt|oas)-[A-Za-z0-9_-]{20,}"),
+    ("slack_token", r"xox[abcdeprs]-[A-Za-z0-9-]{10,}|xapp-[0-9]-[A-Za-z0-9-]{10,}"),
+    ("square_token", r"sq0(?:atp|csp|idp)-[A-Za-z0-9_-]{22,}|EAAA[A-Za-z0-9_-]{60,}"),
+    ("twilio_key", r"(?:SK|AC)[0-9a-f]{32}"),
+    ("sendgrid_key", r"SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}"),
+    ("mailgun_key", r"key-[0-9a-f]{32}"),
+    ("npm_token", r"npm_[A-Za-z0-9]{36}"),
+    ("pypi_token", r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{40,}"),
+    ("dockerhub_token", r"dckr_(?:pat|oat)_[A-Za-z0-9_-]{20,}"),
+    ("huggingface_token", r"hf_[A-Za-z0-9]{30,}"),
+    ("jwt", r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
 )
 _TOKEN_FULLMATCH = tuple((name, re.compile(rx)) for name, rx in _TOKEN_PATTERNS)
 _TOKEN_ANCHORS = {
-    "aws_access_key": ("AKIA", "ASIA"),
+    "aws_access_key": ("AKIA", "ASIA", "ABIA", "ACCA"),
     "anthropic_key": ("sk-",),
     "openai_key": ("sk-",),
+    "stripe_key": (
+        *(f"{kind}_{mode}_" for kind in ("sk", "rk") for mode in ("live", "test", "prod")),
+        "whsec_",
+    ),
+    "google_api_key": ("AIza",),
     "github_token": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
     "gitlab_token": tuple(
         f"gl{kind}-" for kind in ("pat", "ptt", "dt", "rt", "ft", "soat", "cbt", "imt", "oas")
     ),
     "slack_token": (*(f"xox{kind}-" for kind in "abcdeprs"), "xapp-"),
+    "square_token": ("sq0atp-", "sq0csp-", "sq0idp-", "EAAA"),
+    "twilio_key": ("SK", "AC"),
+    "sendgrid_key": ("SG.",),
+    "mailgun_key": ("key-",),
+    "npm_token": ("npm_",),
+    "pypi_token": ("pypi-AgEIcHlwaS5vcmc",),
+    "dockerhub_token": ("dckr_pat_", "dckr_oat_"),
+    "huggingface_token": ("hf_",),
     "jwt": ("eyJ",),
+}
+# What must follow a short anchor for its token to be possible (checked before the regex).
+_TOKEN_FOLLOW = {
+    "twilio_key": re.compile(r"[0-9a-f]{32}"),
+    "huggingface_token": re.compile(r"[A-Za-z0-9]{30}"),
+    "mailgun_key": re.compile(r"[0-9a-f]{32}"),
 }
 
 _TOKEN_PREFIXES = tuple(sorted({a for anchors in _TOKEN_ANCHORS.values() for a in anchors}))
@@ -218,7 +264,7 @@ def _render_kv(m: re.Match[str]) -> str | None:
         return None
     idx = next(i for i in (3, 4, 5, 6) if m.group(i) is not None)
     value = m.group(idx)
-    if not value:
+    if not value or _PEM_START in value:  # the private_key detector takes the whole block
         return None
     if idx == 6:  # unquoted
         if _looks_like_code(key, value, m.string[m.end() : m.end() + 1]):
@@ -234,6 +280,8 @@ def _render_kv(m: re.Match[str]) -> str | None:
 
 def _render_header(m: re.Match[str]) -> str | None:
     value = m.group(3).rstrip()
+    if _PEM_START in value:
+        return None
     repl = _secret_replacement(_key_class(m.group(1)) or "authorization", value)
     if repl is None:
         return None
@@ -336,14 +384,17 @@ class _Detector:
 
 # --- detectors, in priority order (the first that accepts a start offset wins) -------------------
 
-# Base64 lines, `Proc-Type:`-style headers, \n-escaped JSON; never another `-----` line, so that a
-# stray `-----BEGIN` costs a scan to the next dashes, not to the end of the text.
-_PEM_BODY = r"(?:[A-Za-z0-9+/=\s:,.<>@()'\"_]|-(?!----)|\\[nr])"
+# Base64 lines, `Proc-Type:`-style headers, \n-escaped JSON (escaped once or more: JSON inside a
+# JSON string); never another `-----` line, so that a stray `-----BEGIN` costs a scan to the next
+# dashes, not to the end of the text.
+_PEM_BODY = r"(?:[A-Za-z0-9+/=\s:,.<>@()'\"_]|-(?!----)|\\++[nr])"
 _PEM = (  # the whole block; unterminated (a truncated payload): as far as base64 lines go
     r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----"
     rf"(?:{_PEM_BODY}*?-----END[A-Z0-9 ]{{0,40}} PRIVATE KEY(?: BLOCK)?-----"
-    r"|(?:[A-Za-z0-9+/=\s]|\\[nr]){40,}+)"
+    r"|(?:[A-Za-z0-9+/=\s]|\\++[nr]){40,}+)"
 )
+_AZURE_KEY = r"((?:AccountKey|SharedAccessKey)=)[A-Za-z0-9+/]{20,}={0,2}"
+_AZURE_SAS = r"(?<=[?&])(sig=)[A-Za-z0-9%+/]{20,}(?:%3[Dd]|=){0,2}"
 _SLACK_WEBHOOK = r"(?<=https)(://hooks\.slack\.com/(?:services|workflows|triggers)/)[\w/-]{8,}"
 _URL_PASSWORD = r"(://)([^\s:/?#@\"'<>\\]{0,256}):([^\s/?#\"'<>\\]{1,256})@"
 _HEADER = (
@@ -352,8 +403,8 @@ _HEADER = (
 )
 _KV = (  # the key's sensitivity is checked by `_render_kv`, as for dict keys
     r"(?<![\w.-])([\w.-]{1,128}+)"
-    r"(\\?[\"']?[ \t]{0,4}(?::=|==?|:)[ \t]{0,4})"
-    r"(?:\\?\"([^\"\\\r\n]{0,4096})\\?\""  # 3: "double" or \"escaped\" quotes
+    r"(\\{0,8}[\"']?[ \t]{0,4}(?::=|==?|:)[ \t]{0,4})"
+    r"(?:\\{0,8}\"([^\"\\\r\n]{0,4096})\\{0,8}\""  # 3: "double", \"escaped\" (once or more)
     r"|'([^'\\\r\n]{0,4096})'"  # 4: 'single'
     r"|((?ai:bearer|basic|token|digest)[ \t]+[^\s,;&\"'<>\\]{1,4096})"  # 5: scheme + credentials
     r"|([^\s,;&\"'<>\\()\[\]{}]{1,4096}))"  # 6: bare
@@ -362,7 +413,7 @@ _KV = (  # the key's sensitivity is checked by `_render_kv`, as for dict keys
 _KV_ANCHORS = ("passw", "pwd", "passphrase", "secret", "credential", "cookie")
 _KV_ANCHORS += ("auth", "key", "token")
 # A `key: value`, `key=value` or header needs its separator right after the rest of its key.
-_KEY_FOLLOW = re.compile(r"[\w.-]*+\\?[\"']?[ \t]*+[:=]")
+_KEY_FOLLOW = re.compile(r"[\w.-]*+\\{0,8}[\"']?[ \t]*+[:=]")
 _SCHEME_FOLLOW = re.compile(r"[ \t]")  # `Bearer` and `Basic` take their credentials after blanks
 _BEARER = r"(?<![\w-])((?ai:bearer)[ \t]+)(?=[A-Za-z._~+/=-]*[0-9])[A-Za-z0-9._~+/=-]{8,4096}"
 _BASIC = r"(?<![\w-])((?ai:basic)[ \t]+)([A-Za-z0-9+/]{4,4096}={0,2})(?![\w+/=-])"
@@ -375,6 +426,13 @@ _STANDARD = (
         _keep_prefix("slack_webhook"),
         anchors=("://",),
     ),
+    _Detector(
+        "azure_storage_key",
+        re.compile(_AZURE_KEY),
+        _keep_prefix("azure_storage_key"),
+        anchors=("AccountKey=", "SharedAccessKey="),
+    ),
+    _Detector("azure_sas", re.compile(_AZURE_SAS), _keep_prefix("azure_sas"), anchors=("sig=",)),
     _Detector("url_password", re.compile(_URL_PASSWORD), _render_url_password, anchors=("://",)),
     _Detector(
         "header",
@@ -404,7 +462,9 @@ _STANDARD = (
         follow=_SCHEME_FOLLOW,
     ),
     *(
-        _Detector(name, re.compile(rx), anchors=_TOKEN_ANCHORS[name])
+        _Detector(
+            name, re.compile(rx), anchors=_TOKEN_ANCHORS[name], follow=_TOKEN_FOLLOW.get(name)
+        )
         for name, rx in _TOKEN_PATTERNS
     ),
 )
@@ -499,23 +559,61 @@ def _compile_anchors(
 ) -> tuple[re.Pattern, AnchorTable]:
     """One regex matching every anchor from its rarest character on, and a table from the
     lower-cased matched text to (literal, offset of that character, case-insensitive, entries)."""
-    alternatives: dict[str, list[str]] = {}
+    alternatives: dict[str, list[tuple[int, str]]] = {}
     table: AnchorTable = {}
+
+    def chars_at(literal: str, k: int, ci: bool) -> set[str]:
+        return {literal[k].lower(), literal[k].upper()} if ci else {literal[k]}
+
+    def rarest(literal: str, ci: bool, among: set[str] | None = None) -> int | None:
+        ks = [k for k in range(len(literal))
+              if among is None or chars_at(literal, k, ci) <= among]
+        return min(ks, key=lambda k: _rarity(literal[k], ci)) if ks else None
+
+    # Each character the scan stops at costs on every occurrence in the text: a literal whose
+    # rarest character no other literal is keyed on, but which holds one that another is keyed
+    # on, is keyed on that one instead (`hf_` on the `h` of `https`, not on an `f` of its own).
+    chosen = {key: rarest(*key) for key in literals}
+    users: dict[str, int] = {}
+    for (literal, ci), i in chosen.items():
+        for c in chars_at(literal, i, ci):
+            users[c] = users.get(c, 0) + 1
+    for (literal, ci), i in chosen.items():
+        own = chars_at(literal, i, ci)
+        if all(users[c] == 1 for c in own):
+            shared = {c for c, n in users.items() if n and c not in own}
+            j = rarest(literal, ci, shared)
+            if j is not None:
+                chosen[(literal, ci)] = j
+                for c in own:
+                    users[c] -= 1
     for (literal, ci), entries in literals.items():
-        i = min(range(len(literal)), key=lambda k: _rarity(literal[k], ci))
+        i = chosen[(literal, ci)]
         wrap = "(?ai:{})".format if ci else "{}".format
         behind = f"(?<={wrap(re.escape(literal[: i + 1]))})" if i else ""
         ahead = wrap(re.escape(literal[i + 1 :])) if literal[i + 1 :] else ""
         chars = {literal[i].lower(), literal[i].upper()} if ci else {literal[i]}
         for ch in chars:
-            alternatives.setdefault(ch, []).append(behind + ahead)
+            alternatives.setdefault(ch, []).append((len(literal) - i, behind + ahead))
         table.setdefault(literal[i:].lower(), []).append((literal, i, ci, entries))
     # Every top-level alternative starts with a plain character: re then skips ahead by charset.
+    # Longest first, so that `ACCA` is not found as `AC` (the table has both).
     pattern = "|".join(
-        re.escape(ch) + (alts[0] if len(alts) == 1 else f"(?:{'|'.join(alts)})")
+        re.escape(ch)
+        + (
+            alts[0][1]
+            if len(alts) == 1
+            else "(?:{})".format("|".join(alt for _, alt in sorted(alts, key=lambda a: -a[0])))
+        )
         for ch, alts in sorted(alternatives.items())
     )
-    return re.compile(pattern), table
+    # The regex reports the longest anchor at a place; shorter ones found there are tried too
+    # (`key-…` is a Mailgun key's start and the `key` of `api-key-2=…`).
+    merged: AnchorTable = {
+        key: [item for other in table if key.startswith(other) for item in table[other]]
+        for key in table
+    }
+    return re.compile(pattern), merged
 
 
 def _extra_detectors(extras: tuple[tuple[str, str], ...]) -> tuple[_Detector, ...]:
@@ -532,6 +630,17 @@ def _extra_detectors(extras: tuple[tuple[str, str], ...]) -> tuple[_Detector, ..
             raise ImproperlyConfigured(f"{setting} matches the empty string")
         detectors.append(_Detector(name, regex))
     return tuple(detectors)
+
+
+def _free_key(out: dict, original: dict, key: str) -> str:
+    """``key`` (a redacted dict key), or ``key#2``, ``key#3``… when that is already taken in
+    ``out`` or ``original``: two keys that redact alike keep both their values."""
+    if key not in out and key not in original:
+        return key
+    n = 2
+    while f"{key}#{n}" in out or f"{key}#{n}" in original:
+        n += 1
+    return f"{key}#{n}"
 
 
 # --- the engine ----------------------------------------------------------------------------------
@@ -568,6 +677,7 @@ class Redactor:
         anchors, self._by_anchor = _compile_anchors(literals)
         self._find_anchor = anchors.search
         self._clean: set[str] = set()  # short strings known to hold no anchor
+        self._keys: dict[str, str] = {}  # dict key -> the key redacted (the same object if clean)
 
     def __repr__(self) -> str:
         return f"<Redactor policy={self.policy!r} extra_patterns={len(self.extra_patterns)}>"
@@ -728,11 +838,22 @@ class Redactor:
         # and save the call (most attribute values: names, ids, models, enums).
         find = None if self._extras or self._strict else self._find_anchor
         clean = self._clean
+        keys = self._keys
         for key, item in v.items():
             if pair_class is not None and key == "value":
                 key_class: str | None = pair_class
             else:
                 key_class = _key_class(key) if type(key) is str else self._classify_key(key)
+            if type(key) is str:  # a key that is itself a secret is replaced too
+                new_key = keys.get(key)
+                if new_key is None:
+                    new_key = scan(key)[0]
+                    if len(keys) >= _CLEAN_MAX:
+                        keys.clear()
+                    keys[key] = new_key
+                if new_key != key:
+                    counter[0] += 1
+                    key = _free_key(out, v, new_key)
             if key_class is not None:
                 out[key] = self._whole(key_class, item, depth + 1, counter)
                 continue

@@ -15,12 +15,13 @@ def payload_get(*, sha256: str, project_id: int | None = None) -> PayloadBlob:
     blob is shared by every project that stored the same bytes."""
     sha256 = sha256.lower()
     blob = PayloadBlob.objects.filter(sha256=sha256).first()
-    if blob is None or (project_id is not None and not _referenced_in(sha256, project_id)):
+    if blob is None or (project_id is not None and not payload_referenced(sha256, project_id)):
         raise NotFound(f"payload {sha256} does not exist")
     return blob
 
 
-def _referenced_in(sha256: str, project_id: int) -> bool:
+def payload_referenced(sha256: str, project_id: int) -> bool:
+    """Whether the project's data (run events, spans, run outputs) refers to the blob."""
     refs = PayloadRef.objects.filter(blob_id=sha256).filter(
         Q(run_event__run__project_id=project_id) | Q(span__trace__project_id=project_id)
     )

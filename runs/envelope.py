@@ -198,6 +198,9 @@ def validate_envelope(raw: Any, index: int, errors: list, *, default_source: str
     source = raw.get("source", default_source)
     if not isinstance(source, str) or not lc.SOURCE_RE.match(source):
         errors.append(_error(index, "source", "must match ^[a-z][a-z0-9_.-]{0,31}$"))
+    for name, value in (("type", etype), ("source", source)):  # names, never credentials
+        if isinstance(value, str) and get_redactor().text(value) != value:
+            errors.append(_error(index, name, "must not contain a credential"))
     step_id = _check_str(raw, "step_id", index, errors, max_len=40) or None
     correlation_id = _check_str(raw, "correlation_id", index, errors)
     causation_id = _check_str(raw, "causation_id", index, errors)
@@ -282,8 +285,8 @@ def prepare_event(
         payload_bytes=size,
         truncated=truncated,
         step_id=fields["step_id"],
-        correlation_id=fields["correlation_id"],
-        causation_id=fields["causation_id"],
+        correlation_id=redactor.text(fields["correlation_id"])[:64],  # a label may be longer
+        causation_id=redactor.text(fields["causation_id"])[:64],
         blobs=blobs,
     )
 

@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from payloads.redaction import get_redactor
 from runs import lifecycle as lc
 from runs import wire
 from runs.errors import InvalidInput, InvalidTransition, NotFound
@@ -40,6 +41,7 @@ from runs.services import (
     lifecycle_broadcast,
     lifecycle_changes,
     lifecycle_row,
+    refuse_credentials,
 )
 from runs.wakeup import workers_wake
 from runs.worker_registry import worker_beat, worker_seen
@@ -72,7 +74,7 @@ def _check_worker_id(worker_id: str) -> str:
     if not isinstance(worker_id, str) or not worker_id.strip() or len(worker_id) > WORKER_ID_MAX:
         raise InvalidInput(f"worker_id must be a non-empty string of at most {WORKER_ID_MAX} "
                            "characters", details={"field": "worker_id"})
-    return worker_id
+    return refuse_credentials(worker_id, "worker_id")
 
 
 # --- claiming ---------------------------------------------------------------------------------
@@ -324,6 +326,7 @@ def run_release(*, run_id: str, worker_id: str, reason: str = "worker_shutdown")
     or cancels it when a cancel was requested meanwhile. A hand-back is neither a failure nor
     an attempt: the next start gets the same attempt number, so restarts and deploys can never
     exhaust ``max_attempts``."""
+    reason = get_redactor().text(str(reason))[:1000]
     with transaction.atomic():
         run = _lock_run(run_id)
         _check_transition(run, "retry")

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from payloads.models import PayloadRef
 from payloads.redaction import get_redactor
+from payloads.selectors import payload_referenced
 from payloads.store import payload_store
 from runs import lifecycle as lc
 from runs import realtime, wire
@@ -211,7 +212,14 @@ def run_enqueue(
     if not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
         raise InvalidInput(f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}")
     redactor = get_redactor(project.redaction_policy or None)
+    if redactor.text(kind) != kind:
+        raise InvalidInput("kind must not contain a credential", details={"field": "kind"})
     clean_input = redactor.value(json_safe({} if input is None else input))
+    # Every client-chosen string is stored redacted; an idempotency key is compared later, so
+    # one holding a credential is refused (two keys would redact alike).
+    # A label may be longer than the secret it replaces: cut to the columns' lengths after.
+    name, correlation_id = redactor.text(name)[:256], redactor.text(correlation_id)[:64]
+    refuse_credentials(idempotency_key or "", "idempotency_key")
     fingerprint = _fingerprint(
         project=project.slug, kind=kind, input=clean_input, name=name,
         max_attempts=max_attempts, run_after=wire.iso(run_after), trace_id=trace_id,
@@ -249,7 +257,17 @@ def run_enqueue(
     return run, True
 
 
+def refuse_credentials(value: str, field_name: str) -> str:
+    """``value`` when the redactor leaves it as it is; else 400. For identifiers that are
+    compared later (worker ids), where a redacted copy would no longer match."""
+    if value and get_redactor().text(value) != value:
+        raise InvalidInput(f"{field_name} must not contain a credential",
+                           details={"field": field_name})
+    return value
+
+
 def run_start(*, run_id: str, worker_id: str = "") -> Run:
+    refuse_credentials(worker_id, "worker_id")
     with transaction.atomic():
         run = _lock_run(run_id)
         _check_transition(run, "start")
@@ -309,9 +327,39 @@ def run_succeed(
     require_holder: bool = False,
 ) -> Run:
     """Finish the running attempt. ``require_holder``: only the worker holding the run may
-    (worker-only API keys), so ``worker_id`` must name it."""
+    (worker-only API keys), so ``worker_id`` must name it.
+
+    ``output_ref`` (instead of ``output``) must be ``sha256:<64 hex>`` naming a blob the run's
+    project already refers to: a ref is no way to reach another project's payloads."""
     if output is not None:
         output_ref = _output_refs([output])[0]
+    elif output_ref:
+        output_ref = _checked_output_ref(run_id, output_ref)
+    return _succeed(run_id=run_id, output_ref=output_ref, worker_id=worker_id,
+                    require_holder=require_holder)
+
+
+OUTPUT_REF_RE = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _checked_output_ref(run_id: str, output_ref: str) -> str:
+    ref = output_ref.lower() if isinstance(output_ref, str) else ""
+    if not OUTPUT_REF_RE.fullmatch(ref):
+        raise InvalidInput("output_ref must be sha256:<64 hex digits>",
+                           details={"field": "output_ref"})
+    project_id = Run.objects.filter(pk=run_id).values_list("project_id", flat=True).first()
+    if project_id is None:
+        raise NotFound(f"run {run_id} does not exist")
+    if not payload_referenced(ref.removeprefix("sha256:"), project_id):
+        raise InvalidInput("output_ref must name a payload this project already refers to",
+                           details={"field": "output_ref"})
+    return ref
+
+
+def _succeed(
+    *, run_id: str, output_ref: str, worker_id: str | None, require_holder: bool
+) -> Run:
+    """``run_succeed`` with a ref the server made or checked."""
     if not require_holder:  # the one-statement path lets a run held by nobody pass
         fast = _succeed_fast(run_id=run_id, output_ref=output_ref[:512], worker_id=worker_id)
         if fast is not None:
@@ -347,7 +395,8 @@ def runs_succeed(
     for run_id, ref in items:
         if run_id not in done:
             try:
-                done[run_id] = run_succeed(run_id=run_id, output_ref=ref, worker_id=worker_id)
+                done[run_id] = _succeed(run_id=run_id, output_ref=ref, worker_id=worker_id,
+                                        require_holder=False)
             except RunLedgerError as exc:
                 done[run_id] = exc
     return done
@@ -432,6 +481,8 @@ def step_create(
 ) -> Step:
     if not isinstance(name, str) or not name.strip() or len(name) > 256:
         raise InvalidInput("name must be a non-empty string of at most 256 characters")
+    redactor = get_redactor()
+    name, node_ref = redactor.text(name)[:256], redactor.text(node_ref)[:256]
     with transaction.atomic():
         run = _lock_run(run_id)
         if run.is_finished:

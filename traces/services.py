@@ -28,7 +28,7 @@ from runs.models import Project
 from runs.services import run_link_trace
 from traces.genai import GenAI, extract
 from traces.models import Span, TraceSource, TraceStatus
-from traces.otlp_decode import SpanRecord
+from traces.otlp_decode import MAX_NAME, SpanRecord
 from traces.span_payloads import PendingBlob, SpanBlob, externalize
 from traces.span_store import (
     span_pks,
@@ -76,11 +76,15 @@ def _prepare(record: SpanRecord, redactor, shared: dict[int, dict],
         resource = redactor.value(record.resource)
         shared[key] = keep_allowed(resource) if policy == "strict" else resource
     record.resource = shared[key]
+    key = id(record.scope)
+    if key not in shared:  # scope name, version and attributes: shared like resources
+        shared[key] = redactor.value(record.scope)
+    record.scope = shared[key]
     if record.events:
         record.events = redactor.value(record.events)
     if record.links:
         record.links = redactor.value(record.links)
-    record.name = redactor.text(record.name)
+    record.name = redactor.text(record.name)[:MAX_NAME]  # a label may be longer than a secret
     if record.status_message:
         record.status_message = redactor.text(record.status_message)
     genai = extract(

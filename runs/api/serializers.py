@@ -122,7 +122,9 @@ class RunStartSerializer(JSONInputSerializer):
 class RunSucceedSerializer(JSONInputSerializer):
     output = serializers.JSONField(required=False, allow_null=True, help_text=(
         "Stored as a payload blob; null (or leaving it out) stores none."))
-    output_ref = serializers.CharField(max_length=512, required=False, default="")
+    output_ref = serializers.CharField(max_length=512, required=False, default="", help_text=(
+        "Instead of `output`: `sha256:<64 hex>` of a payload this run's project already refers "
+        "to (400 otherwise)."))
     worker_id = serializers.CharField(max_length=200, required=False, help_text=(
         "The worker holding the run; required with a `worker` key (409 if it does not hold it)."))
 

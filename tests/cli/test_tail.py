@@ -35,14 +35,15 @@ def work_on(run: Run, out: WatchedOutput, finish) -> None:
 def test_tail_of_a_finished_run_prints_its_events_and_output_ref(cli):
     run = RunFactory(state="running")
     services.event_append(run_id=run.id, type="note", payload={"text": "thinking"})
-    services.run_succeed(run_id=run.id, output_ref="s3://bucket/out.json")
+    run = services.run_succeed(run_id=run.id, output={"answer": 42})
     result = cli("runs", "tail", run.id)
     assert result.code == 0, result.err
     assert [columns(line)[1:4] for line in result.lines[:-1]] == [
         ["info", "run.created", "-"], ["info", "run.started", "-"], ["info", "note", "-"],
         ["info", "run.succeeded", "-"]]
     assert columns(result.lines[2])[4] == "thinking"
-    assert result.lines[-1] == "output_ref: s3://bucket/out.json"
+    assert result.lines[-1] == f"output_ref: {run.output_ref}"
+    assert run.output_ref.startswith("sha256:")
 
 
 @LIVE

@@ -6,6 +6,7 @@ Fake secrets are assembled from pieces so that no literal in this file looks lik
 from __future__ import annotations
 
 import base64
+import json
 import random
 
 import pytest
@@ -44,6 +45,19 @@ BEARER = "abc123" + "def456" * 4
 BASIC = base64.b64encode(b"alice:" + b"s3cret-pw").decode()
 PEM_BODY = ("MIIEow" + "IBAAKCAQEA" * 6 + "\n") * 3
 PEM = "-----BEGIN " + "RSA PRIVATE KEY-----\n" + PEM_BODY + "-----END RSA " + "PRIVATE KEY-----"
+STRIPE_KEY = "sk_" + "live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+STRIPE_RESTRICTED = "rk_" + "test_" + "51Hx" * 8
+GOOGLE_KEY = "AIza" + "SyD-" + "9tSrke72PouQMnMX-a7eZSW0jkFMBWY"
+SQUARE_TOKEN = "sq0atp-" + "B2xY" * 6
+TWILIO_KEY = "SK" + "0123456789abcdef" * 2
+SENDGRID_KEY = "SG." + "ngeVfQFYQlKU0ufo8x5d1A" + "." + "TwL2iGABf9DHoTf-09kqeF8tAmbihYzrnopKc-1"
+MAILGUN_KEY = "key-" + "3a96f0d2" * 4
+NPM_TOKEN = "npm_" + "Ab1Cd2Ef3G" * 3 + "h4Ij5K"
+PYPI_TOKEN = "pypi-" + "AgEIcHlwaS5vcmc" + "CJDk3ZTk0" * 6
+DOCKER_TOKEN = "dckr_pat_" + "Xy1-Zw2_" * 4
+HF_TOKEN = "hf_" + "AbCdEfGhIj" * 3 + "KlMn"
+AZURE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq" + "/K1SZ==" 
+AZURE_SIG = "Q7" + "abcDEF0123" * 4 + "%3D"
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +116,26 @@ SECRETS = [
     ("token", "GITHUB_TOKEN: 0123456789abcdef", "0123456789abcdef"),
     ("cookie", "Cookie: sessionid=abc123; csrftoken=def456", "sessionid=abc123"),
     ("cookie", "Set-Cookie: sessionid=abc123; Path=/; HttpOnly", "sessionid=abc123"),
+    # Credential formats of the public secret-scanning rule sets, some glued to their text.
+    ("aws_access_key", f"x{AWS_KEY}abc", AWS_KEY),
+    ("stripe_key", f"stripe.api_key={STRIPE_KEY};", STRIPE_KEY),
+    ("stripe_key", f"restricted:{STRIPE_RESTRICTED}", STRIPE_RESTRICTED),
+    ("google_api_key", f"?key={GOOGLE_KEY}&q=1", GOOGLE_KEY),
+    ("google_api_key", f"x{GOOGLE_KEY}", GOOGLE_KEY),
+    ("square_token", f"square {SQUARE_TOKEN}", SQUARE_TOKEN),
+    ("twilio_key", f"twilio sid {TWILIO_KEY}", TWILIO_KEY),
+    ("sendgrid_key", f"SENDGRID={SENDGRID_KEY}", SENDGRID_KEY),
+    ("mailgun_key", f"api:{MAILGUN_KEY}@api.mailgun.net", MAILGUN_KEY),
+    ("npm_token", f"//registry.npmjs.org/:_authToken {NPM_TOKEN}", NPM_TOKEN),
+    ("pypi_token", f"twine upload -p {PYPI_TOKEN}", PYPI_TOKEN),
+    ("dockerhub_token", f"docker login -p {DOCKER_TOKEN}", DOCKER_TOKEN),
+    ("huggingface_token", f"HF:{HF_TOKEN}", HF_TOKEN),
+    ("github_token", f"auth=({GITHUB_TOKEN});", GITHUB_TOKEN),
+    ("azure_storage_key", f"AccountName=a;AccountKey={AZURE_KEY};EndpointSuffix=x", AZURE_KEY),
+    ("azure_sas", f"https://a.blob.core.windows.net/c?sv=1&sig={AZURE_SIG}", AZURE_SIG),
+    ("private_key", f"PRIVATE_KEY={PEM}", PEM_BODY.splitlines()[1]),
+    ("private_key", f"password: {PEM}", PEM_BODY.splitlines()[2]),
+    ("private_key", json.dumps(json.dumps({"private_key": PEM})), PEM_BODY.splitlines()[1]),
 ]
 
 
@@ -635,6 +669,8 @@ FRAGMENTS = [
     *("AKIA", "ASIA", "ABCDEFGHIJ234567", "eyJ", "eyJhbGciOiJIUzI1NiJ9", "Bearer", "basic"),
     *("dXNlcjpwYXNz", "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----"),
     *("MIIEow" + "A" * 40, "https://", "postgres://", "user:pw@host", "hooks.slack.com/services/"),
+    *("AIza", "SK", "AC", "ACCA", "key-", "0123456789abcdef", "hf_", "npm_", "sq0atp-", "EAAA"),
+    *("SG.", "sig=", "?", "AccountKey=", "sk_live_", "whsec_", "dckr_pat_", "pypi-AgEIcHlwaS5vcmc"),
     *("bob@example.com", "+1 (555) 123-4567", "555-123-4567", "4111 1111 1111 1111"),
     *("378282246310005", "192.168.1.10", "2001:db8::1", "fe80::1%eth0", "::", "12:00:00"),
     *("2024-05-01T12:00:00.123Z", "1700000000000", "3f2a9c1e5b7d4f6a8c0e2b", "1", "22", "333"),
@@ -649,3 +685,24 @@ def test_anchored_scan_matches_an_exhaustive_scan(policy):
     for _ in range(600):
         text = "".join(rnd.choice(FRAGMENTS) for _ in range(rnd.randint(1, 12)))
         assert redactor.text(text) == exhaustive(redactor, text), text
+
+
+def test_a_secret_dict_key_is_replaced_and_collisions_keep_both_values(standard):
+    other = "ghp_" + "B" * 36
+    out = standard.value({GITHUB_TOKEN: 1, other: 2, "plain": {AWS_KEY: "x"}, "ok": 3})
+    assert out == {
+        label("github_token"): 1,
+        label("github_token") + "#2": 2,
+        "plain": {label("aws_access_key"): "x"},
+        "ok": 3,
+    }
+    assert standard.value_with_count({GITHUB_TOKEN: 1})[1] == 1
+    assert standard.value({"model": 1, "input_tokens": 2}) == {"model": 1, "input_tokens": 2}
+
+
+@pytest.mark.parametrize("text", [
+    "The SKU ACME ASIA region", "AIza is a prefix", "hf_token_count", "key-value store",
+    "task-1234567890-abcdefghij", "SG.1 release", "EAAA batteries", "sk_live_x",
+])
+def test_new_prefixes_alone_are_not_secrets(standard, text):
+    assert standard.text(text) == text
