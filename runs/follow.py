@@ -23,7 +23,6 @@ no gap and no duplicate whichever source delivered first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import weakref
@@ -234,6 +233,7 @@ class Follower:
         ``[("keepalive", {})]`` when ``keepalive`` seconds passed without anything. An empty
         list means the follower was closed."""
         deadline = time.monotonic() + keepalive if keepalive else None
+        loop = asyncio.get_running_loop()
         while not self.closed:
             self.wake.clear()
             items = await self.gather(limit)
@@ -245,8 +245,14 @@ class Follower:
                 if left <= 0:
                     return [("keepalive", {})]
                 timeout = left if timeout is None else min(timeout, left)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout)
+            # A timer that sets the event, not asyncio.wait_for: that wraps every wait in a task
+            # of its own, for every socket and every message.
+            timer = loop.call_later(timeout, self.wake.set) if timeout is not None else None
+            try:
+                await self.wake.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
         return []
 
     def wait_timeout(self) -> float | None:
