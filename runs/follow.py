@@ -180,6 +180,7 @@ class Follower:
     pending: deque = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
+    busy: bool = False
     grace: float = field(default_factory=db_grace)
     behind: dict[str, int] = field(default_factory=dict)  # run id -> the id the watcher saw
 
@@ -212,12 +213,20 @@ class Follower:
         watcher().discard(self)
         self.wake.set()
 
-    def offer(self, message: dict) -> None:
-        """A message of the channel layer: one ``run.update``, or a ``run.batch`` of them."""
+    def offer(self, message: dict, *, wake: bool = True) -> None:
+        """A message of the channel layer: one ``run.update``, or a ``run.batch`` of them.
+        ``wake=False``: the caller sends what ``take_ready`` gives itself."""
         updates = message["messages"] if message.get("type") == "run.batch" else [message]
         for update in updates:
             self.take_message(update)
+        if wake:
+            self.wake.set()
+
+    def take_ready(self, limit: int) -> list[Item]:
+        """What the offered messages bring that can go out at once, without the database (the
+        fast path of a socket that keeps up); anything else wakes ``next()``'s loop."""
         self.wake.set()
+        return []
 
     def take_message(self, update: dict) -> None:
         raise NotImplementedError
@@ -236,7 +245,11 @@ class Follower:
         loop = asyncio.get_running_loop()
         while not self.closed:
             self.wake.clear()
-            items = await self.gather(limit)
+            self.busy = True  # the cursor may move before these items are sent: no fast path
+            try:
+                items = await self.gather(limit)
+            finally:
+                self.busy = False
             if items:
                 return items
             timeout = self.wait_timeout()
@@ -270,6 +283,7 @@ class RunFollower(Follower):
         self.need_steps = False
         self.ended = False
         self.last_snapshot_at = 0.0
+        self.snapshot_timer: asyncio.TimerHandle | None = None
         self.cursor = live.RunCursor()
         self.state = live.SnapshotState()
 
@@ -345,6 +359,27 @@ class RunFollower(Follower):
         self.need_steps = False
         if message is not None:
             self.state.merge_message(message)
+
+    def take_ready(self, limit: int) -> list[Item]:
+        items: list[Item] = []
+        while self.pending and not self.need_db:
+            fresh = self.cursor.fresh(self.pending[0])
+            if fresh is None or len(fresh) > limit - len(items):
+                break
+            self.pending.popleft()
+            items.extend(self._sent(fresh))
+        if self.pending or self.need_db or self._finished():
+            self.wake.set()  # a gap, a full window or the end: next()'s loop takes over
+        items.extend(self._snapshot())
+        if self.state.dirty and self.snapshot_timer is None:
+            # The coalesced snapshot is due later: wake next()'s loop then.
+            self.snapshot_timer = asyncio.get_running_loop().call_later(
+                self.wait_timeout() or 0.0, self._snapshot_due)
+        return items
+
+    def _snapshot_due(self) -> None:
+        self.snapshot_timer = None
+        self.wake.set()
 
     def _snapshot(self) -> list[Item]:
         if not self.state.dirty:
