@@ -114,7 +114,7 @@ class RunDetailView(RunScopedView):
 
 
 class RunStartView(RunScopedView):
-    permission_classes = [allows(Cap.WRITE, lifecycle=True)]
+    permission_classes = [allows(Cap.LIFECYCLE)]
 
     @extend_schema(request=s.RunStartSerializer, responses={200: s.RunSerializer, **ERRORS,
                                                             **CONFLICT})
@@ -131,7 +131,7 @@ def _worker_only(request) -> bool:
 
 
 class RunSucceedView(RunScopedView):
-    permission_classes = [allows(Cap.WRITE, lifecycle=True)]
+    permission_classes = [allows(Cap.LIFECYCLE)]
 
     @extend_schema(request=s.RunSucceedSerializer, responses={200: s.RunSerializer, **ERRORS,
                                                               **CONFLICT})
@@ -146,7 +146,7 @@ class RunSucceedView(RunScopedView):
 
 
 class RunFailView(RunScopedView):
-    permission_classes = [allows(Cap.WRITE, lifecycle=True)]
+    permission_classes = [allows(Cap.LIFECYCLE)]
 
     @extend_schema(request=s.RunFailSerializer, responses={200: s.RunSerializer, **ERRORS,
                                                            **CONFLICT})
@@ -251,7 +251,7 @@ class RunHeartbeatView(RunScopedView):
 class StepListCreateView(RunScopedView):
     def get_permissions(self):
         if self.request.method == "POST":
-            return [allows(Cap.WRITE, lifecycle=True)()]
+            return [allows(Cap.LIFECYCLE)()]
         return [allows(Cap.READ)()]
 
     @extend_schema(responses={200: s.StepSerializer(many=True), **ERRORS},
@@ -273,7 +273,7 @@ class StepListCreateView(RunScopedView):
 
 
 class StepActionView(RunScopedView):
-    permission_classes = [allows(Cap.WRITE, lifecycle=True)]
+    permission_classes = [allows(Cap.LIFECYCLE)]
     action = ""
 
     @extend_schema(request=s.StepFailSerializer, responses={200: s.StepSerializer, **ERRORS,
