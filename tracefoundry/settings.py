@@ -156,7 +156,7 @@ AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # shared by every p
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_FAILURE_LIMIT = env_int("TRACEFOUNDRY_LOGIN_FAILURE_LIMIT", 10, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("TRACEFOUNDRY_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
-AXES_RESET_ON_SUCCESS = True
+AXES_RESET_ON_SUCCESS = False  # a reset per request would cost every Basic-auth call a write
 AXES_DISABLE_ACCESS_LOG = True
 # REMOTE_ADDR only: daphne's --proxy-headers sets it from the proxy's X-Forwarded-For, and a
 # client must not pick its own address by sending that header itself.
