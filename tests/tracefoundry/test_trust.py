@@ -195,3 +195,15 @@ def test_deactivating_or_demoting_the_user_stops_the_key(settings, project, engi
     engineer.save()
     otlp = client.post("/otlp/v1/traces", b"{}", content_type="application/json")
     assert otlp.status_code == 401 and "inactive" in otlp.json()["error"]["message"]
+
+
+@pytest.mark.django_db
+def test_admin_form_refuses_a_key_for_an_inactive_user(client, admin_user, engineer, project):
+    engineer.is_active = False
+    engineer.save()
+    client.force_login(admin_user)
+    resp = client.post("/admin/tracefoundry/apikey/add/", {
+        "name": "k", "project": project.pk, "user": engineer.pk, "scopes": ["ingest"],
+    })
+    assert resp.status_code == 200 and "inactive" in resp.content.decode()
+    assert not engineer.api_keys.exists()
