@@ -21,7 +21,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -29,10 +28,9 @@ from payloads import selectors
 from tracefoundry.api_errors import error_body
 from tracefoundry.api_renderers import FastJSONRenderer
 from tracefoundry.api_schema import ErrorSerializer
-from tracefoundry.permissions import access_for
-from tracefoundry.roles import Access, Cap
+from tracefoundry.permissions import access_for, allows
+from tracefoundry.roles import Cap
 
-READ_SCOPE = "runs:read"
 _BYTE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -60,18 +58,8 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
     return start, min(int(last) if last else size - 1, size - 1)
 
 
-class CanReadPayloads(BasePermission):
+class CanReadPayloads(allows(Cap.PAYLOADS)):
     message = "payload contents are for engineers and admins"
-
-    def has_permission(self, request, view) -> bool:
-        if not (request.user and request.user.is_authenticated):
-            return False
-        access = access_for(request)
-        key = access.api_key
-        if key is None:
-            return access.can(Cap.PAYLOADS)
-        return (READ_SCOPE in key.scopes and key.user_id is not None
-                and Access(user=access.user).can(Cap.PAYLOADS))
 
 
 class AnyAcceptNegotiation(DefaultContentNegotiation):

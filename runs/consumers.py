@@ -131,6 +131,8 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
         self.task: asyncio.Task | None = None
         await self.accept()
         access = scope_access(self.scope)
+        if self.scope.get("api_key_refused"):
+            return await self._refuse(CLOSE_UNAUTHENTICATED, self.scope["api_key_refused"])
         if access.api_key is None and not getattr(access.user, "is_authenticated", False):
             return await self._refuse(CLOSE_UNAUTHENTICATED, "log in or pass an API key")
         if not await database_sync_to_async(access.can)(Cap.READ):

@@ -51,7 +51,8 @@ class Run(models.Model):
     name = models.CharField(max_length=256, blank=True, default="")
     input = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=16, choices=RunState.choices, default=RunState.QUEUED)
-    idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    # Unique per project (see Meta): one project's key never finds another project's run.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
     attempt = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=1)
@@ -92,6 +93,11 @@ class Run(models.Model):
             # The claim's scan: queued runs oldest first (runs/queue.py), without sorting them.
             models.Index(
                 fields=["created_at", "id"], name="run_queued_idx", condition=Q(state="queued"),
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "idempotency_key"], name="run_project_idempotency_key_uniq",
             ),
         ]
 

@@ -203,8 +203,8 @@ def run_enqueue(
 ) -> tuple[Run, bool]:
     """Create a queued run; with an idempotency key, return the existing run instead.
 
-    Returns ``(run, created)``. The same key with a different request raises
-    IdempotencyConflict.
+    Returns ``(run, created)``. Keys are scoped to the project: the same key with a different
+    request in the same project raises IdempotencyConflict; in another project it is a new run.
     """
     if not isinstance(kind, str) or not KIND_RE.match(kind):
         raise InvalidInput("kind must match ^[a-z][a-z0-9_.:-]{0,127}$", details={"field": "kind"})
@@ -225,7 +225,7 @@ def run_enqueue(
         max_attempts=max_attempts, run_after=wire.iso(run_after), trace_id=trace_id,
     )
     if idempotency_key:
-        existing = Run.objects.filter(idempotency_key=idempotency_key).first()
+        existing = Run.objects.filter(project=project, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _idempotent_match(existing, fingerprint)
     now = timezone.now()
@@ -252,7 +252,7 @@ def run_enqueue(
         if not idempotency_key:
             raise
         # A concurrent request with the same key won the insert; its run is the answer.
-        existing = Run.objects.get(idempotency_key=idempotency_key)
+        existing = Run.objects.get(project=project, idempotency_key=idempotency_key)
         return _idempotent_match(existing, fingerprint)
     return run, True
 

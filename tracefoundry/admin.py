@@ -18,6 +18,12 @@ class ApiKeyAddForm(forms.ModelForm):
         model = ApiKey
         fields = ["name", "project", "user", "scopes"]
 
+    def clean_user(self):
+        user = self.cleaned_data.get("user")
+        if user is not None and not user.is_active:
+            raise forms.ValidationError("This user is inactive; a key for them would not work.")
+        return user
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):

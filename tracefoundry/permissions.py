@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from rest_framework.permissions import BasePermission
 
 from tracefoundry.roles import Access, Cap
@@ -14,8 +15,8 @@ def access_for(request) -> Access:
     return Access(user=user, api_key=key)
 
 
-def allows(cap: Cap, *, lifecycle: bool = False) -> type[BasePermission]:
-    """A permission class granting ``cap`` (``lifecycle``: the run-driving endpoints)."""
+def allows(cap: Cap) -> type[BasePermission]:
+    """A permission class granting ``cap`` (decided by ``Access.can``)."""
 
     class _Allows(BasePermission):
         message = f"your role or key scope does not allow this ({cap.value})"
@@ -23,7 +24,17 @@ def allows(cap: Cap, *, lifecycle: bool = False) -> type[BasePermission]:
         def has_permission(self, request, view) -> bool:
             if not (request.user and request.user.is_authenticated):
                 return False
-            return access_for(request).can(cap, lifecycle=lifecycle)
+            return access_for(request).can(cap)
 
-    _Allows.__name__ = f"Allows{cap.value.title()}{'Lifecycle' if lifecycle else ''}"
+    _Allows.__name__ = f"Allows{cap.value.title()}"
     return _Allows
+
+
+class ApiDocsAccess(BasePermission):
+    """``/api/schema/`` and ``/api/docs/``: anyone when TRACEFOUNDRY_PUBLIC_API_DOCS is on (the
+    default with DEBUG on), otherwise any authenticated caller."""
+
+    def has_permission(self, request, view) -> bool:
+        if settings.TRACEFOUNDRY_PUBLIC_API_DOCS:
+            return True
+        return bool(request.user and request.user.is_authenticated)

@@ -1,7 +1,7 @@
 """Roles (Django groups created by migration) and what each may do: PRODUCT.md §12.
 
-Capabilities are checked in one place, ``Access.can``, for users (by role) and API keys (by
-scope, capped by the role of the key's user when it has one).
+Capabilities are checked in one place, ``Access.can``, against one table (``RULES``), for users
+(by role) and API keys (by scope, capped by the role of the key's user when it has one).
 """
 
 from __future__ import annotations
@@ -19,32 +19,47 @@ _RANK = {None: 0, VIEWER: 1, ENGINEER: 2, ADMIN: 3}
 
 
 class Cap(StrEnum):
-    READ = "read"  # runs, events, traces, spans (redacted previews)
+    READ = "read"  # runs, events, traces, spans (redacted previews), live streams
     PAYLOADS = "payloads"  # payload contents, full-fidelity export
-    WRITE = "write"  # enqueue, cancel, lifecycle, steps, import, dry replay
+    WRITE = "write"  # enqueue, cancel, import, dry replay
+    LIFECYCLE = "lifecycle"  # start, succeed, fail, steps (worker keys: runs they hold)
     APPEND = "append"  # append run events
-    WORKER = "worker"  # claim, heartbeat
+    WORKER = "worker"  # claim, heartbeat, acknowledge a cancel
     INGEST = "ingest"  # OTLP ingest
     MANAGE = "manage"  # users, roles, API keys, purge, retention
 
 
-_MIN_ROLE = {
-    Cap.READ: VIEWER,
-    Cap.PAYLOADS: ENGINEER,
-    Cap.WRITE: ENGINEER,
-    Cap.APPEND: ENGINEER,
-    Cap.MANAGE: ADMIN,
+@dataclass(frozen=True)
+class Rule:
+    """Who holds a capability (PRODUCT.md §12).
+
+    ``role``: the least role a logged-in user needs (None: no user, whatever the role).
+    ``scopes``: the key scopes that grant it (empty: no key).
+    ``key_user_role``: the least role the user of a user-bound key needs; such a key never
+    grants more than its user's role.
+    ``service_keys``: whether a key bound to no user (a project service key) gets it from its
+    scopes alone.
+    """
+
+    role: str | None
+    scopes: frozenset[str]
+    key_user_role: str
+    service_keys: bool = True
+
+
+# The one table: every permission decision in the project is a lookup here (``Access.can``).
+RULES: dict[Cap, Rule] = {
+    Cap.READ: Rule(VIEWER, frozenset({"runs:read"}), VIEWER),
+    # Payload contents are for engineers; a service key has no role, so it never reads them.
+    Cap.PAYLOADS: Rule(ENGINEER, frozenset({"runs:read"}), ENGINEER, service_keys=False),
+    Cap.WRITE: Rule(ENGINEER, frozenset({"runs:write"}), ENGINEER),
+    Cap.LIFECYCLE: Rule(ENGINEER, frozenset({"runs:write", "worker"}), ENGINEER),
+    Cap.APPEND: Rule(ENGINEER, frozenset({"runs:write", "ingest", "worker"}), ENGINEER),
+    # Worker endpoints and OTLP ingest are for keys only (a person is not a worker).
+    Cap.WORKER: Rule(None, frozenset({"worker"}), ENGINEER),
+    Cap.INGEST: Rule(None, frozenset({"ingest"}), ENGINEER),
+    Cap.MANAGE: Rule(ADMIN, frozenset(), ADMIN),
 }
-# Which key scopes grant a capability.
-_SCOPES_FOR = {
-    Cap.READ: {"runs:read"},
-    Cap.WRITE: {"runs:write"},
-    Cap.APPEND: {"runs:write", "ingest", "worker"},
-    Cap.WORKER: {"worker"},
-    Cap.INGEST: {"ingest"},
-}
-# Worker keys drive the lifecycle of the runs they hold (start, succeed, fail, steps).
-LIFECYCLE_SCOPES = {"runs:write", "worker"}
 
 
 def user_role(user) -> str | None:
@@ -79,19 +94,16 @@ class Access:
         """Keys are confined to their project; users see every project."""
         return self.api_key.project_id if self.api_key is not None else None
 
-    def can(self, cap: Cap, *, lifecycle: bool = False) -> bool:
+    def can(self, cap: Cap) -> bool:
+        rule = RULES[cap]
         if self.api_key is not None:
-            scopes = set(self.api_key.scopes)
-            wanted = LIFECYCLE_SCOPES if lifecycle else _SCOPES_FOR.get(cap, set())
-            if not scopes & wanted:
+            if not rule.scopes.intersection(self.api_key.scopes):
                 return False
             if self.api_key.user_id is None:
-                return True
+                return rule.service_keys
             # A key never grants more than its user's role allows.
-            minimum = _MIN_ROLE.get(cap)
-            return minimum is None or _RANK[self.role] >= _RANK[minimum]
-        minimum = _MIN_ROLE.get(cap)
-        return minimum is not None and _RANK[self.role] >= _RANK[minimum]
+            return _RANK[user_role(self.api_key.user)] >= _RANK[rule.key_user_role]
+        return rule.role is not None and _RANK[self.role] >= _RANK[rule.role]
 
     def can_see_project(self, project_id: int) -> bool:
         return self.project_id is None or self.project_id == project_id

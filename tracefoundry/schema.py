@@ -13,3 +13,16 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "An API key: `Authorization: Bearer tf_…` (or `x-tracefoundry-key`).",
         }
+
+
+class LockoutBasicScheme(OpenApiAuthenticationExtension):
+    target_class = "tracefoundry.lockout.LockoutBasicAuthentication"
+    name = "basicAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": "Username and password; too many failures lock the user out from "
+                           "that address for a while (429 `locked_out`).",
+        }

@@ -36,6 +36,9 @@ def parse_scopes(scopes: str | list[str]) -> list[str]:
 
 def apikey_create(*, project, scopes: str | list[str], name: str = "", user=None) -> IssuedKey:
     clean_scopes = parse_scopes(scopes)
+    if user is not None and not user.is_active:
+        # Such a key would be refused at every use (tracefoundry.authentication).
+        raise InvalidInput(f"user {user.get_username()!r} is inactive", details={"field": "user"})
     prefix = secrets.token_hex(4)
     raw = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     with transaction.atomic():

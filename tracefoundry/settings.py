@@ -8,6 +8,7 @@ filesystem. Production (DEBUG=0) refuses to start without SECRET_KEY and ALLOWED
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -45,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "axes",
     "tracefoundry",
     "runs",
     "payloads",
@@ -61,6 +63,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a lockout on the login pages into a 429 page
 ]
 
 ROOT_URLCONF = "tracefoundry.urls"
@@ -155,6 +158,23 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Auth ------------------------------------------------------------------------------------
+# django-axes counts failed password logins per username + client IP (the login page, the admin
+# login and HTTP Basic on the API, which all go through django.contrib.auth.authenticate) and
+# refuses that pair for a while after too many: 429 (a page, or the API's JSON error).
+AUTHENTICATION_BACKENDS = [
+    "tracefoundry.lockout.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # shared by every process
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env_int("TRACEFOUNDRY_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("TRACEFOUNDRY_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_RESET_ON_SUCCESS = False  # a reset per request would cost every Basic-auth call a write
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False  # no "AXES: BEGIN" banner on every manage.py command
+# REMOTE_ADDR only: daphne's --proxy-headers sets it from the proxy's X-Forwarded-For, and a
+# client must not pick its own address by sending that header itself.
+AXES_CLIENT_IP_CALLABLE = "tracefoundry.lockout.client_ip"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -303,7 +323,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = TRACEFOUNDRY_MAX_REQUEST_BYTES
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "tracefoundry.authentication.ApiKeyAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        "tracefoundry.lockout.LockoutBasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -319,6 +339,9 @@ REST_FRAMEWORK = {
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 
+# The OpenAPI schema and Swagger UI are public in development; in production (DEBUG=0) they need
+# a login (session, Basic or API key) unless TRACEFOUNDRY_PUBLIC_API_DOCS=1.
+TRACEFOUNDRY_PUBLIC_API_DOCS = env_bool("TRACEFOUNDRY_PUBLIC_API_DOCS", DEBUG)
 SPECTACULAR_SETTINGS = {
     "TITLE": "TraceFoundry API",
     "DESCRIPTION": (
@@ -330,6 +353,7 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["tracefoundry.permissions.ApiDocsAccess"],
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -347,7 +371,11 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Production hardening (manage.py check --deploy passes with DEBUG=0) ----------------------
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# X-Forwarded-Proto says "this came over HTTPS" only when a proxy we run sets it; without one,
+# any client could send it.
+TRACEFOUNDRY_BEHIND_PROXY = env_bool("TRACEFOUNDRY_BEHIND_PROXY", False)
+if TRACEFOUNDRY_BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)

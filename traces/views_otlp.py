@@ -21,10 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tracefoundry.api_errors import error_body
-from tracefoundry.authentication import raw_key_from_headers
-from tracefoundry.models import KEY_PREFIX
-from tracefoundry.selectors import apikey_for_raw
-from tracefoundry.services import apikey_touch
+from tracefoundry.authentication import KeyRefused, authenticate_key, raw_key_from_headers
+from tracefoundry.roles import Access, Cap
 from tracefoundry.throttling import IngestThrottle
 from traces.otlp_decode import DecodeError, decode_request
 from traces.services import spans_ingest
@@ -95,13 +93,15 @@ def _authenticate(request: HttpRequest):
     if not raw:
         return None, _error(401, "not_authenticated", "an ingest API key is required",
                             WWW_Authenticate='Bearer realm="otlp"')
-    key = apikey_for_raw(raw) if raw.startswith(KEY_PREFIX) else None
-    if key is None:
-        return None, _error(401, "authentication_failed", "unknown or revoked API key",
+    try:
+        key = authenticate_key(raw)
+    except KeyRefused as exc:
+        return None, _error(401, "authentication_failed", str(exc),
                             WWW_Authenticate='Bearer realm="otlp"')
-    if not key.has_scope("ingest"):
-        return None, _error(403, "permission_denied", "this key has no `ingest` scope")
-    apikey_touch(key=key)
+    if not Access(user=key.user, api_key=key).can(Cap.INGEST):
+        return None, _error(403, "permission_denied",
+                            "this key cannot ingest (it needs the `ingest` scope, and its user "
+                            "an engineer or admin role)")
     return key, None
 
 

@@ -137,7 +137,7 @@ class RunDetailView(RunScopedView):
 
 
 class RunStartView(RunScopedView):
-    permission_classes = [allows(Cap.WRITE, lifecycle=True)]
+    permission_classes = [allows(Cap.LIFECYCLE)]
 
     @extend_schema(request=s.RunStartSerializer, responses={200: s.RunSerializer, **ERRORS,
                                                             **CONFLICT})
@@ -154,7 +154,7 @@ def _worker_only(request) -> bool:
 
 
 class RunSucceedView(RunScopedView):
-    permission_classes = [allows(Cap.WRITE, lifecycle=True)]
+    permission_classes = [allows(Cap.LIFECYCLE)]
 
     @extend_schema(request=s.RunSucceedSerializer, responses={200: s.RunSerializer, **ERRORS,
                                                               **CONFLICT})
@@ -169,7 +169,7 @@ class RunSucceedView(RunScopedView):
 
 
 class RunFailView(RunScopedView):
-    permission_classes = [allows(Cap.WRITE, lifecycle=True)]
+    permission_classes = [allows(Cap.LIFECYCLE)]
 
     @extend_schema(request=s.RunFailSerializer, responses={200: s.RunSerializer, **ERRORS,
                                                            **CONFLICT})
@@ -275,7 +275,7 @@ class RunHeartbeatView(RunScopedView):
 class StepListCreateView(RunScopedView):
     def get_permissions(self):
         if self.request.method == "POST":
-            return [allows(Cap.WRITE, lifecycle=True)()]
+            return [allows(Cap.LIFECYCLE)()]
         return [allows(Cap.READ)()]
 
     @extend_schema(responses={200: s.StepSerializer(many=True), **ERRORS},
@@ -297,7 +297,7 @@ class StepListCreateView(RunScopedView):
 
 
 class StepActionView(RunScopedView):
-    permission_classes = [allows(Cap.WRITE, lifecycle=True)]
+    permission_classes = [allows(Cap.LIFECYCLE)]
     action = ""
 
     @extend_schema(request=s.StepFailSerializer, responses={200: s.StepSerializer, **ERRORS,
