@@ -2,8 +2,8 @@
 
 ``SECTION_12`` is the one table the expectations come from (it restates §12 independently of
 ``tracefoundry.roles``); ``ENDPOINTS``/``SOCKETS``/``PAGES``/``ADMIN_PAGES`` map each surface to
-a capability of that table, and ``PRINCIPALS`` lists who asks: 24 principals × (21 endpoints +
-2 sockets) + 6 principals × (6 pages + 3 admin lists) = 606 cells.
+a capability of that table, and ``PRINCIPALS`` lists who asks: 24 principals × (23 endpoints +
+2 sockets) + 6 principals × (6 pages + 3 admin lists) = 654 cells.
 """
 
 from __future__ import annotations
