@@ -26,6 +26,11 @@ STATUS_CODES = ("unset", "ok", "error")
 _TRACE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _SPAN_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 MAX_NAME = 512
+MAX_STATUS_MESSAGE = 4096
+# Names and status messages are cut to their columns only after redaction (traces/services.py):
+# cut here, a secret straddling the limit would lose the part that makes it recognisable and
+# keep the rest. Decoding keeps this many times the column, which bounds memory all the same.
+RAW_CUT_FACTOR = 8
 _BAD_TRACE_ID = "invalid trace id (need 16 non-zero bytes)"
 _BAD_SPAN_ID = "invalid span id (need 8 non-zero bytes)"
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
@@ -540,9 +545,10 @@ def _add(out: Decoded, resource: dict, scope: dict, s: dict, *, ids_checked: boo
     kind = s["kind"] if 0 <= s["kind"] < len(KINDS) else 0
     code = s["status_code"] if 0 <= s["status_code"] < len(STATUS_CODES) else 0
     out.spans.append(SpanRecord(
-        trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name[:MAX_NAME],
-        kind=KINDS[kind], start_ns=start, end_ns=max(end, start),
-        status_code=STATUS_CODES[code], status_message=s["status_message"][:4096],
+        trace_id=trace_id, span_id=span_id, parent_span_id=parent,
+        name=name[:MAX_NAME * RAW_CUT_FACTOR], kind=KINDS[kind], start_ns=start,
+        end_ns=max(end, start), status_code=STATUS_CODES[code],
+        status_message=s["status_message"][:MAX_STATUS_MESSAGE * RAW_CUT_FACTOR],
         attributes=s["attributes"], events=s["events"], links=s["links"],
         resource=resource, scope=scope,
     ))

@@ -28,7 +28,7 @@ from runs.models import Project
 from runs.services import run_link_trace
 from traces.genai import GenAI, extract
 from traces.models import Span, TraceSource, TraceStatus
-from traces.otlp_decode import MAX_NAME, SpanRecord
+from traces.otlp_decode import MAX_NAME, MAX_STATUS_MESSAGE, SpanRecord
 from traces.span_payloads import PendingBlob, SpanBlob, externalize
 from traces.span_store import (
     span_pks,
@@ -84,9 +84,11 @@ def _prepare(record: SpanRecord, redactor, shared: dict[int, dict],
         record.events = redactor.value(record.events)
     if record.links:
         record.links = redactor.value(record.links)
-    record.name = redactor.text(record.name)[:MAX_NAME]  # a label may be longer than a secret
+    # Cut to the columns after redaction: a label may be longer than its secret, and a secret
+    # cut before redaction would leave a tail the detectors no longer recognise.
+    record.name = redactor.text(record.name)[:MAX_NAME]
     if record.status_message:
-        record.status_message = redactor.text(record.status_message)
+        record.status_message = redactor.text(record.status_message)[:MAX_STATUS_MESSAGE]
     genai = extract(
         name=record.name, kind=record.kind, attributes=attributes, events=record.events,
         status_code=record.status_code, status_message=record.status_message,

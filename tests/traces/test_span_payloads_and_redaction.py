@@ -164,3 +164,27 @@ def test_blob_refs_of_new_and_re_sent_spans_in_one_batch(ingest):
     assert [r.role for r in refs] == ["output"]
     assert second.attributes["tracefoundry.payload.output_ref"] == f"sha256:{refs[0].blob_id}"
     assert PayloadRef.objects.count() == 3
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", ["name", "status"])
+def test_a_secret_at_the_column_limit_is_redacted_before_the_cut(make_key, field):
+    """A span name (512) or status message (4096) whose secret straddles the column's limit:
+    cut before redaction, the tail of the token would be stored unrecognised."""
+    from tests.conftest import client_for
+    from tests.traces.otlp_builders import json_request, json_span
+    from traces.models import Span
+
+    token = "ghp_" + "Qw7" * 12
+    limit = 512 if field == "name" else 4096
+    text = "x" * (limit - 7) + token
+    span = json_span("ab" * 16, "cd" * 8, text if field == "name" else "op")
+    if field == "status":
+        span["status"] = {"code": 2, "message": text}
+    client = client_for(raw_key=make_key("ingest")[1])
+    resp = client.generic("POST", "/otlp/v1/traces", json_request([span]),
+                          content_type="application/json")
+    assert resp.status_code == 200, resp.content
+    stored = Span.objects.get()
+    value = stored.name if field == "name" else stored.status_message
+    assert token[:7] not in value and len(value) <= limit
