@@ -85,6 +85,9 @@ def exception_handler(exc, context):
         message, details = str(detail), {}
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             details = {"retry_after": int(exc.wait) + 1}
+        elif isinstance(exc, exceptions.AuthenticationFailed) and getattr(exc, "wait", None):
+            details = {"retry_after": int(exc.wait)}  # a login lockout (tracefoundry/lockout.py)
+            response["Retry-After"] = str(int(exc.wait))
     response.data = error_body(str(code), message, details)
     return response
 

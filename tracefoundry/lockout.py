@@ -3,7 +3,7 @@
 The login page and the admin login call ``django.contrib.auth.authenticate`` with the request,
 so axes counts their failures and ``AxesMiddleware`` answers a locked-out pair with a 429 page.
 DRF's Basic authentication does too; a locked-out Basic client gets the API's JSON error,
-``429 locked_out`` with ``Retry-After``, instead of a misleading "wrong password".
+``401 locked_out`` with ``Retry-After``, instead of a misleading "wrong password".
 """
 
 from __future__ import annotations
@@ -28,14 +28,16 @@ class LockoutBackend(AxesStandaloneBackend):
         return super().authenticate(request, username=username, password=password, **kwargs)
 
 
-class LockedOut(exceptions.Throttled):
-    """429 with ``Retry-After``, like any throttle, but its own code."""
+class LockedOut(exceptions.AuthenticationFailed):
+    """401, like any credentials the API refuses (what a client must do is the same: stop sending
+    them), with its own code and ``Retry-After``: when this user may try again from here."""
 
     def __init__(self, wait: int) -> None:
         super().__init__(
-            wait=wait, code="locked_out",
+            code="locked_out",
             detail="too many failed logins for this user from this address; try again later",
         )
+        self.wait = wait
 
 
 class LockoutBasicAuthentication(BasicAuthentication):

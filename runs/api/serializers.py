@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from runs import lifecycle as lc
@@ -119,10 +120,16 @@ class RunStartSerializer(JSONInputSerializer):
     worker_id = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
 
 
+@extend_schema_field({"type": "string", "pattern": "^(sha256:[0-9a-fA-F]{64})?$"})
+class PayloadRefField(serializers.CharField):
+    """A payload reference: its format is in the schema, and checked (with the project's right to
+    the blob) by the service, whose message names the field."""
+
+
 class RunSucceedSerializer(JSONInputSerializer):
     output = serializers.JSONField(required=False, allow_null=True, help_text=(
         "Stored as a payload blob; null (or leaving it out) stores none."))
-    output_ref = serializers.CharField(max_length=512, required=False, default="", help_text=(
+    output_ref = PayloadRefField(required=False, default="", allow_blank=True, help_text=(
         "Instead of `output`: `sha256:<64 hex>` of a payload this run's project already refers "
         "to (400 otherwise)."))
     worker_id = serializers.CharField(max_length=200, required=False, help_text=(

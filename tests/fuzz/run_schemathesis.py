@@ -166,10 +166,13 @@ def main(argv: list[str] | None = None) -> int:
                               next(reports.glob("junit-*.xml"), reports / "none"))
             figures["seconds"] = round(time.monotonic() - started)
             print(json.dumps(figures, indent=2))
-            server_errors = [line for line in stack.servers["web"].log().splitlines()
+            log_lines = stack.servers["web"].log().splitlines()
+            server_errors = [i for i, line in enumerate(log_lines)
                              if "Traceback" in line or "unhandled error" in line]
             if server_errors:
                 print(f"server log: {len(server_errors)} unhandled errors", file=sys.stderr)
+                for i in server_errors[:5]:  # what they were, for whoever reads CI's output
+                    print("\n".join(log_lines[max(0, i - 2):i + 25]), file=sys.stderr)
             return result.returncode or (1 if figures["server_errors"] else 0)
         finally:
             stack.close()

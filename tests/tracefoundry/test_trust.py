@@ -57,16 +57,21 @@ def _basic(username: str, password: str) -> str:
 
 
 @pytest.mark.django_db
-def test_http_basic_locks_out_with_a_json_429(limit, engineer, viewer, project):
+def test_http_basic_locks_out_with_a_json_401(limit, engineer, viewer, project):
+    """Refused credentials are a 401 whatever the reason; a lockout says so in its code and
+    with Retry-After (a 429 made API clients and fuzzers read it as throttling)."""
     client = client_for()
     client.credentials(HTTP_AUTHORIZATION=_basic(engineer.username, "wrong"))
-    assert [client.get("/api/v1/runs", REMOTE_ADDR="10.0.0.1").status_code
-            for _ in range(limit)] == [401] * (limit - 1) + [429]
+    answers = [client.get("/api/v1/runs", REMOTE_ADDR="10.0.0.1") for _ in range(limit)]
+    assert [r.status_code for r in answers] == [401] * limit
+    assert [r.json()["error"]["code"] for r in answers] == (
+        ["authentication_failed"] * (limit - 1) + ["locked_out"])
     client.credentials(HTTP_AUTHORIZATION=_basic(engineer.username, PASSWORD))
     resp = client.get("/api/v1/runs", REMOTE_ADDR="10.0.0.1")
-    assert resp.status_code == 429
+    assert resp.status_code == 401
     assert resp.json()["error"]["code"] == "locked_out"
     assert int(resp["Retry-After"]) > 0
+    assert resp["WWW-Authenticate"]
     assert client.get("/api/v1/runs", REMOTE_ADDR="10.0.0.2").status_code == 200
     client.credentials(HTTP_AUTHORIZATION=_basic(viewer.username, PASSWORD))
     assert client.get("/api/v1/runs", REMOTE_ADDR="10.0.0.1").status_code == 200
