@@ -95,6 +95,12 @@ def config(ids: dict[str, list[str]]) -> str:
     lines += ["", "[[operations]]", 'include-operation-id = "runs_events_append"',
               "[operations.checks.positive_data_acceptance]",
               'expected-statuses = ["2xx", "400", "401", "403", "404", "409"]']
+    # Nor that an `output_ref` must name a payload the run's project already refers to (a key
+    # must not reach another project's blob through it): a well-formed unknown ref is a 400.
+    for operation in ("runs_succeed_create", "runs_complete_create"):
+        lines += ["", "[[operations]]", f'include-operation-id = "{operation}"',
+                  "[operations.checks.positive_data_acceptance]",
+                  'expected-statuses = ["2xx", "400", "401", "403", "404", "409"]']
     return "\n".join(lines) + "\n"
 
 
