@@ -24,5 +24,5 @@ class LockoutBasicScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "basic",
             "description": "Username and password; too many failures lock the user out from "
-                           "that address for a while (429 `locked_out`).",
+                           "that address for a while (401 `locked_out`, with `Retry-After`).",
         }
