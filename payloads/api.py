@@ -25,10 +25,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from payloads import selectors
-from tracefoundry.api_errors import error_body
-from tracefoundry.api_renderers import FastJSONRenderer
-from tracefoundry.api_schema import ErrorSerializer
-from tracefoundry.permissions import access_for, allows
+from tracefoundry.api.errors import error_body
+from tracefoundry.api.permissions import access_for, allows
+from tracefoundry.api.renderers import FastJSONRenderer
+from tracefoundry.api.schema import ErrorSerializer
 from tracefoundry.roles import Cap
 
 _BYTE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")

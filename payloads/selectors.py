@@ -6,8 +6,8 @@ from django.db.models import Q
 
 from payloads.models import PayloadBlob, PayloadRef
 from payloads.store import payload_read
-from runs.errors import NotFound
 from runs.models import Run
+from tracefoundry.errors import NotFound
 
 
 def payload_get(*, sha256: str, project_id: int | None = None) -> PayloadBlob:

@@ -10,9 +10,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from runs import queue_selectors, services
-from runs.errors import RunLedgerError
 from runs.models import Project, Run, RunEvent, Step, Worker
 from tracefoundry.admin_formsets import capped
+from tracefoundry.errors import DomainError
 from tracefoundry.roles import Access
 
 EVENT_INLINE_LIMIT = 50
@@ -152,7 +152,7 @@ class RunAdmin(admin.ModelAdmin):
             try:
                 services.run_cancel(run_id=run_id, reason=f"canceled in admin by {request.user}")
                 done += 1
-            except RunLedgerError:
+            except DomainError:
                 failed += 1
         self.message_user(request, f"Cancel requested for {done} run(s).", messages.SUCCESS)
         if failed:

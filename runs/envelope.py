@@ -7,29 +7,21 @@ the append transaction opens, so blob writes and regex work never hold the run's
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
-import json
-import math
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from django.conf import settings
 
 from payloads.redaction import Redactor, get_redactor
 from payloads.store import payload_store
 from runs import lifecycle as lc
-from runs.errors import InvalidInput
+from tracefoundry.errors import InvalidInput
+from tracefoundry.jsonio import PREVIEW_CHARS, dumps, json_safe
 
 ENVELOPE_KEYS = frozenset(
     {"type", "level", "source", "payload", "step_id", "correlation_id", "causation_id", "worker_id"}
 )
-PREVIEW_CHARS = 512
-MAX_DEPTH = 32
 LOG_STREAMS = frozenset({"stdout", "stderr"})
 
 _ROLE_BY_TYPE = {
@@ -63,53 +55,6 @@ class PreparedEvent:
     correlation_id: str = ""
     causation_id: str = ""
     blobs: list[BlobRef] = field(default_factory=list)
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON text. orjson is several times faster than the standard library on the
-    append path; it refuses integers beyond 64 bits, which the standard library then writes."""
-    try:
-        return orjson.dumps(value).decode("utf-8")
-    except TypeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def json_safe(value: Any, depth: int = 0) -> Any:
-    """Return a JSON-serialisable copy of ``value``; never raises.
-
-    PostgreSQL's JSONB rejects NUL characters and NaN/Infinity, so those are replaced too.
-    """
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd") if "\x00" in value else value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if depth >= MAX_DEPTH:
-        return "[truncated: nested too deeply]"
-    if isinstance(value, Mapping):
-        return {
-            (k if isinstance(k, str) else str(k)).replace("\x00", "\ufffd"): json_safe(v, depth + 1)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple | set | frozenset):
-        return [json_safe(v, depth + 1) for v in value]
-    if isinstance(value, bytes | bytearray | memoryview):
-        raw = bytes(value)
-        try:
-            return json_safe(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            return {"base64": base64.b64encode(raw).decode("ascii")}
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return json_safe(float(value))
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    try:
-        return json_safe(repr(value)[:PREVIEW_CHARS])
-    except Exception:
-        return f"[unrepresentable {type(value).__name__}]"
 
 
 def _externalize(value: Any, *, limit: int, role: str, path: str, blobs: list[BlobRef], mode: str):

@@ -16,8 +16,8 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from runs import selectors, wire
 from runs.api.serializers import RunSerializer
-from runs.errors import NotFound
 from runs.models import RunState
+from tracefoundry.errors import NotFound
 from tracefoundry.roles import Access, reader_required
 
 LIVE_TIMELINE_ROWS = 2000

@@ -28,7 +28,6 @@ from django.utils import timezone
 from payloads.redaction import get_redactor
 from runs import lifecycle as lc
 from runs import wire
-from runs.errors import InvalidInput, InvalidTransition, NotFound
 from runs.models import Run, RunState
 from runs.services import (
     LIFECYCLE_INSERT_SQL,
@@ -45,6 +44,7 @@ from runs.services import (
 )
 from runs.wakeup import workers_wake
 from runs.worker_registry import worker_beat, worker_seen
+from tracefoundry.errors import InvalidInput, InvalidTransition, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def _claim_postgresql(
         " updated_at = %(at)s FROM picked WHERE r.id = picked.id RETURNING r.*,"
         " GREATEST(0, round(extract(epoch FROM %(at)s - picked.due_at) * 1000))::bigint"
         f" AS wait_ms, {PREVIOUS_LIFECYCLE_SQL} AS previous_event_id), "
-        # The run.started payload as envelope.dumps writes it: {"attempt", "worker_id",
+        # The run.started payload as jsonio.dumps writes it: {"attempt", "worker_id",
         # "wait_ms"}, compact.
         "payloads AS (SELECT id AS run_id, format('{\"attempt\":%%s,\"worker_id\":%%s,"
         "\"wait_ms\":%%s}', attempt, to_json(%(worker_id)s::text), wait_ms) AS text"

@@ -7,8 +7,8 @@ import time
 
 from django.db.models import QuerySet
 
-from runs.errors import NotFound
 from runs.models import Project, Run, RunEvent, Step
+from tracefoundry.errors import NotFound
 from tracefoundry.roles import Access
 
 EVENT_PAGE_DEFAULT = 100

@@ -27,15 +27,7 @@ from payloads.selectors import payload_referenced
 from payloads.store import payload_store
 from runs import lifecycle as lc
 from runs import realtime, wire
-from runs.envelope import PreparedEvent, dumps, json_safe, prepare_events
-from runs.errors import (
-    IdempotencyConflict,
-    InvalidInput,
-    InvalidTransition,
-    NotFound,
-    RunFinished,
-    RunLedgerError,
-)
+from runs.envelope import PreparedEvent, prepare_events
 from runs.event_store import EventRow, events_insert
 from runs.models import Project, Run, RunEvent, RunState, Step, StepState
 from runs.projections import (
@@ -48,6 +40,15 @@ from runs.projections import (
 )
 from runs.selectors import project_policy_overrides, project_slug
 from runs.wakeup import workers_wake
+from tracefoundry.errors import (
+    DomainError,
+    IdempotencyConflict,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    RunFinished,
+)
+from tracefoundry.jsonio import dumps, json_safe
 
 log = logging.getLogger(__name__)
 
@@ -378,18 +379,18 @@ def _succeed(
 def runs_succeed(
     *, results: list[tuple[str, Any]], worker_id: str | None = None,
     recent_outputs: dict[bytes, tuple[str, float]] | None = None,
-) -> dict[str, Run | RunLedgerError]:
+) -> dict[str, Run | DomainError]:
     """``run_succeed`` for many runs at once (``(run_id, output)`` pairs: a worker's finished
     jobs). Outputs are stored once per distinct content (small ones the caller stored in the last
     OUTPUT_REUSE_SECONDS are not even looked up when it passes the same ``recent_outputs``
     dict each time), and on PostgreSQL the common case of
     all the runs is one statement (each run still gets its own ``run.succeeded`` event); the
     others take ``run_succeed``'s general path one by one. Returns, for each run id, its fresh
-    Run or the RunLedgerError ``run_succeed`` raised for it."""
+    Run or the DomainError ``run_succeed`` raised for it."""
     unique = dict(results)  # one outcome per run
     refs = _output_refs(list(unique.values()), recent=recent_outputs)
     items = [(run_id, ref[:512]) for run_id, ref in zip(unique, refs, strict=True)]
-    done: dict[str, Run | RunLedgerError] = {
+    done: dict[str, Run | DomainError] = {
         run.id: run for run in _succeed_fast_many(items, worker_id=worker_id)
     }
     for run_id, ref in items:
@@ -397,7 +398,7 @@ def runs_succeed(
             try:
                 done[run_id] = _succeed(run_id=run_id, output_ref=ref, worker_id=worker_id,
                                         require_holder=False)
-            except RunLedgerError as exc:
+            except DomainError as exc:
                 done[run_id] = exc
     return done
 
@@ -652,7 +653,7 @@ PREVIOUS_LIFECYCLE_SQL = (
     "AND e.type = ANY(%(lifecycle_types)s) ORDER BY e.id DESC LIMIT 1)"
 )
 # Inserts the lifecycle event of every run the statement's ``changed`` CTE returns; ``text`` is
-# its payload as compact JSON (what envelope.dumps writes), built by the ``payloads`` CTE.
+# its payload as compact JSON (what jsonio.dumps writes), built by the ``payloads`` CTE.
 LIFECYCLE_INSERT_SQL = (
     "INSERT INTO runs_runevent (event_id, run_id, step_id, seq, type, level, source, created_at,"
     " correlation_id, causation_id, payload, payload_bytes, truncated, late) "

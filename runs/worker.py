@@ -40,7 +40,6 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from runs import services
-from runs.errors import RunLedgerError
 from runs.jobs import JobCanceled, JobContext, JobError, JobLost, job_for, jobs_discover
 from runs.models import Run
 from runs.queue import run_claim_next, run_release, runs_heartbeat, runs_reap
@@ -51,6 +50,7 @@ from runs.worker_registry import (
     worker_unregister,
     workers_forget_stale,
 )
+from tracefoundry.errors import DomainError
 
 log = logging.getLogger("tracefoundry.worker")
 
@@ -470,7 +470,7 @@ class Worker:
             self._log_finished(ctx, final, f.started, f.job_ms)
 
     def _outcome(self, ctx: JobContext, result: Any) -> str:
-        if isinstance(result, RunLedgerError):
+        if isinstance(result, DomainError):
             # Reaped, force-canceled or finished elsewhere meanwhile: the run is not ours.
             log.warning(logfmt("run.report_rejected", worker=self.worker_id, run_id=ctx.run_id,
                                outcome="succeeded", error=result.message))
@@ -494,7 +494,7 @@ class Worker:
                 run = services.run_fail(run_id=ctx.run_id, error=error, retryable=retryable,
                                         worker_id=self.worker_id)
                 return "retrying" if run.state == "queued" else "failed"
-        except RunLedgerError as exc:
+        except DomainError as exc:
             # Reaped, force-canceled or finished elsewhere meanwhile: the run is not ours.
             log.warning(logfmt("run.report_rejected", worker=self.worker_id, run_id=ctx.run_id,
                                outcome=outcome, error=exc.message))
@@ -606,6 +606,6 @@ class Worker:
             run_release(run_id=ctx.run_id, worker_id=self.worker_id)
             log.warning(logfmt("run.released", worker=self.worker_id, run_id=ctx.run_id,
                                kind=ctx.kind, attempt=ctx.attempt))
-        except RunLedgerError as exc:
+        except DomainError as exc:
             log.warning(logfmt("run.release_rejected", worker=self.worker_id, run_id=ctx.run_id,
                                error=exc.message))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 
-from runs.errors import InvalidInput
 from tracefoundry import services
+from tracefoundry.errors import InvalidInput
 from tracefoundry.models import SCOPES, ApiKey
 
 

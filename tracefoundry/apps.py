@@ -6,7 +6,7 @@ class TraceFoundryConfig(AppConfig):
     verbose_name = "Access"
 
     def ready(self) -> None:
-        from tracefoundry import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from tracefoundry.api import auth_schema  # noqa: F401  (registers the OpenAPI auth extension)
 
         _steady_pool_reconnects()
 

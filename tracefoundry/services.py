@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from runs.errors import InvalidInput
+from tracefoundry.errors import InvalidInput
 from tracefoundry.models import KEY_PREFIX, SCOPES, ApiKey, hash_key
 from tracefoundry.selectors import apikey_forget
 

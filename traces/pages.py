@@ -9,7 +9,7 @@ from django.http import Http404
 from django.shortcuts import render
 from django.urls import path
 
-from runs.errors import NotFound
+from tracefoundry.errors import NotFound
 from tracefoundry.roles import Access, reader_required
 from traces import selectors
 from traces.models import TraceStatus

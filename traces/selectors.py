@@ -11,7 +11,7 @@ from typing import Any
 from django.db import connections
 from django.db.models import BooleanField, F, Func, QuerySet, Value
 
-from runs.errors import Conflict, InvalidInput, NotFound
+from tracefoundry.errors import Conflict, InvalidInput, NotFound
 from tracefoundry.roles import Access
 from traces.models import Span, Trace
 

@@ -23,9 +23,9 @@ from payloads.allowlist import keep_allowed
 from payloads.models import PayloadRef
 from payloads.redaction import get_redactor
 from payloads.store import payload_store
-from runs.envelope import dumps
 from runs.models import Project
 from runs.services import run_link_trace
+from tracefoundry.jsonio import dumps
 from traces.genai import GenAI, extract
 from traces.models import Span, TraceSource, TraceStatus
 from traces.otlp_decode import MAX_NAME, MAX_STATUS_MESSAGE, SpanRecord

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from payloads.store import payload_address, payload_store
-from runs.envelope import PREVIEW_CHARS, dumps
+from tracefoundry.jsonio import PREVIEW_CHARS, dumps
 
 REF_PREFIX = "tracefoundry.payload."
 _ROLE_BY_KEY = {

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from django.db import connection
 
-from runs.envelope import dumps
+from tracefoundry.jsonio import dumps
 
 SPAN_COLUMNS = (
     "trace_id", "span_id", "parent_span_id", "name", "kind", "service_name",

@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tracefoundry.api_errors import error_body
+from tracefoundry.api.errors import error_body
 from tracefoundry.authentication import KeyRefused, authenticate_key, raw_key_from_headers
 from tracefoundry.roles import Access, Cap
 from tracefoundry.throttling import IngestThrottle

@@ -6,7 +6,7 @@ import django_filters
 from django.db.models import Q
 
 from runs.models import Run, RunState
-from tracefoundry.api_inputs import IsoDateTimeFilter, StrictFilterSet
+from tracefoundry.api.inputs import IsoDateTimeFilter, StrictFilterSet
 
 
 class RunFilter(StrictFilterSet):

@@ -10,7 +10,7 @@ from runs import queue_selectors
 from runs.models import Run, RunEvent, RunState, Step, Worker
 from runs.selectors import EVENT_PAGE_DEFAULT, EVENT_PAGE_MAX
 from runs.services import KIND_RE
-from tracefoundry.api_inputs import (
+from tracefoundry.api.inputs import (
     MAX_BIGINT,
     MAX_INT,
     DateTimeField,

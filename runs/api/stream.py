@@ -22,10 +22,10 @@ from rest_framework.views import APIView
 
 from runs import follow, live, realtime, selectors
 from runs.api.views import ERRORS, RunScopedView
-from runs.errors import InvalidInput
-from tracefoundry.api_inputs import MAX_BIGINT
-from tracefoundry.api_renderers import FastJSONRenderer
-from tracefoundry.permissions import access_for, allows
+from tracefoundry.api.inputs import MAX_BIGINT
+from tracefoundry.api.permissions import access_for, allows
+from tracefoundry.api.renderers import FastJSONRenderer
+from tracefoundry.errors import InvalidInput
 from tracefoundry.roles import Cap
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from runs import queue, queue_selectors, selectors, services, wire
 from runs.api import serializers as s
 from runs.api.filters import RunFilter
 from runs.models import Run
-from tracefoundry.api_schema import common_errors, error_response, validated
-from tracefoundry.pagination import ListCursorPagination
-from tracefoundry.permissions import access_for, allows
+from tracefoundry.api.pagination import ListCursorPagination
+from tracefoundry.api.permissions import access_for, allows
+from tracefoundry.api.schema import common_errors, error_response, validated
 from tracefoundry.roles import Cap
 from tracefoundry.throttling import CancelThrottle, EnqueueThrottle
 

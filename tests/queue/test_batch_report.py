@@ -14,11 +14,11 @@ from payloads.models import PayloadBlob
 from payloads.retention import UNREFERENCED_GRACE
 from payloads.store import REUSE_REFRESH_AFTER
 from runs import services
-from runs.envelope import dumps
-from runs.errors import RunLedgerError
 from runs.models import Run, RunEvent, Step
 from runs.projections import RUN_PROJECTED_FIELDS, STEP_PROJECTED_FIELDS
 from runs.queue import run_claim_next
+from tracefoundry.errors import DomainError
+from tracefoundry.jsonio import dumps
 
 pytestmark = pytest.mark.django_db
 
@@ -88,8 +88,8 @@ def test_runs_not_held_get_the_error_run_succeed_raises(project):
 
     assert isinstance(results[mine.id], Run)
     assert_succeeded_once(mine.id, "")
-    assert isinstance(results[theirs.id], RunLedgerError)
-    assert isinstance(results[queued.id], RunLedgerError)
+    assert isinstance(results[theirs.id], DomainError)
+    assert isinstance(results[queued.id], DomainError)
     assert Run.objects.get(pk=theirs.id).state == "running"
     assert Run.objects.get(pk=queued.id).state == "queued"
     assert not RunEvent.objects.filter(run_id__in=[theirs.id, queued.id],

@@ -12,11 +12,11 @@ from django.db import connection
 from django.utils import timezone
 
 from runs import services
-from runs.errors import InvalidInput
 from runs.models import Run, RunEvent
 from runs.projections import RUN_PROJECTED_FIELDS
 from runs.queue import run_claim_next
 from tests.runs.factories import RunFactory
+from tracefoundry.errors import InvalidInput
 
 
 def enqueue(project, kind="test.job", **kwargs) -> Run:

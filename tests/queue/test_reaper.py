@@ -8,10 +8,10 @@ import pytest
 from django.utils import timezone
 
 from runs import services
-from runs.errors import InvalidTransition, NotFound
 from runs.models import Run, RunEvent, Step
 from runs.projections import RUN_PROJECTED_FIELDS, STEP_PROJECTED_FIELDS
 from runs.queue import run_claim_next, run_heartbeat, run_release, runs_heartbeat, runs_reap
+from tracefoundry.errors import InvalidTransition, NotFound
 
 pytestmark = pytest.mark.django_db
 

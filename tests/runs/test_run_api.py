@@ -155,7 +155,7 @@ def test_page_size_is_capped_at_100(viewer_client, project):
         RunFactory()
     body = viewer_client.get("/api/v1/runs", {"limit": 500}).json()
     assert len(body["results"]) == 3
-    from tracefoundry.pagination import ListCursorPagination
+    from tracefoundry.api.pagination import ListCursorPagination
 
     assert ListCursorPagination.max_page_size == 100
 

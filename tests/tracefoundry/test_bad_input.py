@@ -2,7 +2,7 @@
 
 One table of requests that each used to be a 500 (or were accepted against the OpenAPI
 schema), sent with real auth through the API client. The rules live where the input enters:
-the JSON parser (surrogates, depth, non-finite numbers), tracefoundry.api_inputs (bounds, UTC
+the JSON parser (surrogates, depth, non-finite numbers), tracefoundry.api.inputs (bounds, UTC
 offsets, JSON types, empty filters), the pagination (limit, cursors).
 """
 
@@ -15,7 +15,7 @@ import pytest
 from runs.models import Run, RunEvent, Step
 from tests.runs.factories import RunFactory
 from tests.tracefoundry.test_errors import assert_error
-from tracefoundry.api_parsers import MAX_JSON_DEPTH
+from tracefoundry.api.parsers import MAX_JSON_DEPTH
 from traces.models import Span, Trace
 
 pytestmark = pytest.mark.django_db

@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 from django.db import DatabaseError
 
-from runs import errors as ledger
 from runs import selectors, services, wire
 from runs.api.serializers import RunListSerializer, RunSerializer
 from runs.models import Run
-from tracefoundry.api_renderers import FastJSONRenderer
+from tracefoundry import errors as ledger
+from tracefoundry.api.renderers import FastJSONRenderer
 from tracefoundry.cli.backend import EventDict, RunDict, RunQuery
 from tracefoundry.cli.errors import CliError
 from tracefoundry.roles import Access
@@ -89,7 +89,7 @@ def _ledger_errors() -> Iterator[None]:
     """Domain and database errors become CLI errors carrying the API's messages."""
     try:
         yield
-    except ledger.RunLedgerError as exc:
+    except ledger.DomainError as exc:
         raise CliError(exc.message) from None
     except DatabaseError as exc:
         raise CliError(

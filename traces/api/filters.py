@@ -17,13 +17,13 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.filters import BaseFilterBackend
 from rest_framework.utils.urls import replace_query_param
 
-from tracefoundry.api_inputs import (
+from tracefoundry.api.inputs import (
     MAX_BIGINT,
     IsoDateTimeFilter,
     StrictFilterSet,
     datetime_checked,
 )
-from tracefoundry.pagination import ListCursorPagination
+from tracefoundry.api.pagination import ListCursorPagination
 from traces import selectors
 from traces.models import Trace, TraceStatus
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from tracefoundry.api_inputs import OptionalIdField
+from tracefoundry.api.inputs import OptionalIdField
 from traces.models import Span, Trace
 
 

@@ -8,8 +8,8 @@ from rest_framework import generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tracefoundry.api_schema import common_errors, error_response, validated
-from tracefoundry.permissions import access_for, allows
+from tracefoundry.api.permissions import access_for, allows
+from tracefoundry.api.schema import common_errors, error_response, validated
 from tracefoundry.roles import Cap
 from traces import selectors
 from traces.api import serializers as s

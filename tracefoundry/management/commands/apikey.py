@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.errors import InvalidInput, NotFound
 from runs.selectors import project_get
 from tracefoundry import selectors, services
+from tracefoundry.errors import InvalidInput, NotFound
 from tracefoundry.models import SCOPES
 
 

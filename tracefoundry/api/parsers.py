@@ -11,7 +11,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from tracefoundry.api_exceptions import PayloadTooLarge
+from tracefoundry.api.exceptions import PayloadTooLarge
 
 # orjson serialises at most this many levels of nesting (it renders responses and measures
 # payloads), and the standard library recurses once per level: a deeper document would be a 500

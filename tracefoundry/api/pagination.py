@@ -7,7 +7,7 @@ from django.db import models
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 
-from tracefoundry.api_inputs import MAX_BIGINT, datetime_checked
+from tracefoundry.api.inputs import MAX_BIGINT, datetime_checked
 
 
 class ListCursorPagination(CursorPagination):

@@ -17,7 +17,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from runs import errors as ledger
+from tracefoundry import errors as ledger
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def error_body(code: str, message: str, details=None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
-def _ledger_status(exc: ledger.RunLedgerError) -> int:
+def _ledger_status(exc: ledger.DomainError) -> int:
     for cls, code in _LEDGER_STATUS.items():
         if isinstance(exc, cls):
             return code
@@ -70,7 +70,7 @@ def _flatten_message(detail) -> str:
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, ledger.RunLedgerError):
+    if isinstance(exc, ledger.DomainError):
         return Response(error_body(exc.code, exc.message, exc.details), status=_ledger_status(exc))
     response = drf_exception_handler(exc, context)
     if response is None:

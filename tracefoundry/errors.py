@@ -1,11 +1,12 @@
-"""Domain errors raised by the run services; the API layer maps them to HTTP statuses."""
+"""The domain error types every service raises (runs, traces, payloads, API keys); the API layer
+maps them to HTTP statuses (tracefoundry.api.errors), the CLI to exit codes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-class RunLedgerError(Exception):
+class DomainError(Exception):
     code = "error"
 
     def __init__(self, message: str, *, details: Any = None) -> None:
@@ -14,17 +15,17 @@ class RunLedgerError(Exception):
         self.details = details if details is not None else {}
 
 
-class InvalidInput(RunLedgerError):
+class InvalidInput(DomainError):
     """Bad input: nothing was written (HTTP 400)."""
 
     code = "invalid"
 
 
-class NotFound(RunLedgerError):
+class NotFound(DomainError):
     code = "not_found"
 
 
-class Conflict(RunLedgerError):
+class Conflict(DomainError):
     """The request conflicts with the current state of the ledger (HTTP 409)."""
 
     code = "conflict"
