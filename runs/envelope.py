@@ -16,6 +16,7 @@ from django.conf import settings
 from payloads.redaction import Redactor, get_redactor
 from payloads.store import payload_store
 from runs import lifecycle as lc
+from runs.models import EventLevel
 from tracefoundry.errors import InvalidInput
 from tracefoundry.jsonio import PREVIEW_CHARS, dumps, json_safe
 
@@ -139,7 +140,7 @@ def validate_envelope(raw: Any, index: int, errors: list, *, default_source: str
         errors.append(_error(index, "type", "run.* and step.* events are written by the server"))
     level = raw.get("level", "error" if etype == "error" else "info")
     if not isinstance(level, str) or level not in lc.LEVELS:
-        errors.append(_error(index, "level", "must be one of debug, info, warn, error"))
+        errors.append(_error(index, "level", f"must be one of {', '.join(EventLevel.values)}"))
     source = raw.get("source", default_source)
     if not isinstance(source, str) or not lc.SOURCE_RE.match(source):
         errors.append(_error(index, "source", "must match ^[a-z][a-z0-9_.-]{0,31}$"))

@@ -12,16 +12,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from django.db import connection
 
-from runs.models import RunEvent
+from runs.models import RUN_EVENT_FIELDS, RunEvent
 
-COLUMNS = (
-    "id", "event_id", "run_id", "step_id", "seq", "type", "level", "source", "created_at",
-    "correlation_id", "causation_id", "payload", "payload_bytes", "truncated", "late",
-)
+COLUMNS = RUN_EVENT_FIELDS
 
 
 @dataclass(slots=True)
@@ -72,11 +70,15 @@ def _table() -> str:
     return connection.ops.quote_name(RunEvent._meta.db_table)
 
 
-def _values(r: EventRow) -> tuple:
-    return (
-        r.event_id, r.run_id, r.step_id, r.seq, r.type, r.level, r.source, r.created_at,
-        r.correlation_id, r.causation_id, r.payload_json, r.payload_bytes, r.truncated, r.late,
-    )
+# Every column but ``id`` (the database or the caller assigns it), as stored: the payload goes in
+# as the JSON text the append path already wrote, not as the Python value.
+_values = attrgetter(*("payload_json" if c == "payload" else c for c in COLUMNS[1:]))
+_SQLITE_ADAPT = {  # the adaptations Django's SQLite backend would make, by column position
+    COLUMNS.index("event_id"): lambda v: v.hex,
+    COLUMNS.index("truncated"): int,
+    COLUMNS.index("late"): int,
+}
+_CREATED_AT = COLUMNS.index("created_at")
 
 
 # Below this many rows one INSERT … RETURNING (one round trip) beats reserving ids and COPY
@@ -122,14 +124,14 @@ def _insert_sqlite(rows: list[EventRow]) -> None:
         stamps: dict[datetime, str] = {}  # a batch's events mostly share one timestamp
         for offset, r in enumerate(rows, start=1):
             r.id = start + offset
+            values = [r.id, *_values(r)]
+            for position, adapt in _SQLITE_ADAPT.items():
+                values[position] = adapt(values[position])
             stamp = stamps.get(r.created_at)
             if stamp is None:
                 stamp = stamps[r.created_at] = adapt_dt(r.created_at)
-            params.append((
-                r.id, r.event_id.hex, r.run_id, r.step_id, r.seq, r.type, r.level, r.source,
-                stamp, r.correlation_id, r.causation_id, r.payload_json,
-                r.payload_bytes, int(r.truncated), int(r.late),
-            ))
+            values[_CREATED_AT] = stamp
+            params.append(values)
         placeholders = ", ".join(["%s"] * len(COLUMNS))
         cursor.executemany(
             f"INSERT INTO {_table()} ({', '.join(COLUMNS)}) VALUES ({placeholders})", params
@@ -137,9 +139,4 @@ def _insert_sqlite(rows: list[EventRow]) -> None:
 
 
 def _model(r: EventRow) -> RunEvent:
-    return RunEvent(
-        event_id=r.event_id, run_id=r.run_id, step_id=r.step_id, seq=r.seq, type=r.type,
-        level=r.level, source=r.source, created_at=r.created_at, correlation_id=r.correlation_id,
-        causation_id=r.causation_id, payload=r.payload, payload_bytes=r.payload_bytes,
-        truncated=r.truncated, late=r.late,
-    )
+    return RunEvent(**{name: getattr(r, name) for name in COLUMNS[1:]})

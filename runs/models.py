@@ -221,6 +221,11 @@ class RunEvent(models.Model):
         raise AppendOnlyError("run events are append-only; use runs.retention")
 
 
+# A run event's fields in their one order, read off the model: the table's columns as
+# runs.event_store writes them, the wire shape (runs.wire.event_dict) and the API's fields.
+RUN_EVENT_FIELDS: tuple[str, ...] = tuple(f.attname for f in RunEvent._meta.concrete_fields)
+
+
 class WorkerSource(models.TextChoices):
     PROCESS = "process"  # manage.py worker
     API = "api"  # an external worker claiming through POST /api/v1/runs/claim

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from runs.models import Run, RunEvent, Step
+from runs.models import RUN_EVENT_FIELDS, Run, RunEvent, Step
 
 
 def iso(value: datetime | None) -> str | None:
@@ -17,23 +17,11 @@ def iso(value: datetime | None) -> str | None:
 
 
 def event_dict(event: RunEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "event_id": str(event.event_id),
-        "run_id": event.run_id,
-        "step_id": event.step_id,
-        "seq": event.seq,
-        "type": event.type,
-        "level": event.level,
-        "source": event.source,
-        "created_at": iso(event.created_at),
-        "correlation_id": event.correlation_id,
-        "causation_id": event.causation_id,
-        "payload": event.payload,
-        "payload_bytes": event.payload_bytes,
-        "truncated": event.truncated,
-        "late": event.late,
-    }
+    """A stored event (a RunEvent or an event_store.EventRow) in RUN_EVENT_FIELDS order."""
+    out = {name: getattr(event, name) for name in RUN_EVENT_FIELDS}
+    out["event_id"] = str(out["event_id"])
+    out["created_at"] = iso(out["created_at"])
+    return out
 
 
 def step_dict(step: Step) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from runs import lifecycle as lc
 from runs import queue_selectors
-from runs.models import Run, RunEvent, RunState, Step, Worker
+from runs.models import RUN_EVENT_FIELDS, EventLevel, Run, RunEvent, RunState, Step, Worker
 from runs.selectors import EVENT_PAGE_DEFAULT, EVENT_PAGE_MAX
 from runs.services import KIND_RE
 from tracefoundry.api.inputs import (
@@ -213,9 +213,7 @@ class EventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RunEvent
-        fields = ["id", "event_id", "run_id", "step_id", "seq", "type", "level", "source",
-                  "created_at", "correlation_id", "causation_id", "payload", "payload_bytes",
-                  "truncated", "late"]
+        fields = list(RUN_EVENT_FIELDS)
 
 
 EVENT_BATCH_MAX = 1000
@@ -231,7 +229,7 @@ class EventInSerializer(JSONInputSerializer):
         + lc.CUSTOM_TYPE_RE.pattern.lstrip("^"),
         help_text="`run.*` and `step.*` are written by the server. A `log` event needs a "
         "string `payload.text`; `progress` numbers must be >= 0.")
-    level = serializers.ChoiceField(["debug", "info", "warn", "error"], required=False)
+    level = serializers.ChoiceField(EventLevel.values, required=False)
     source = serializers.RegexField(lc.SOURCE_RE.pattern, required=False)
     payload = serializers.JSONField(required=False)
     step_id = serializers.CharField(required=False, max_length=40, allow_blank=True,
@@ -256,7 +254,7 @@ class EventBatchResultSerializer(serializers.Serializer):
         "`id`, `event_id`, `seq` and `truncated` of each stored event, in order."))
 
 
-_LEVEL = "(?:debug|info|warn|error)"
+_LEVEL = f"(?:{'|'.join(EventLevel.values)})"
 LEVEL_LIST_RE = rf"^{_LEVEL}(?:,{_LEVEL})*$"
 
 
@@ -270,7 +268,7 @@ class EventQuerySerializer(serializers.Serializer):
                                   help_text="Comma-separated event types.")
     level = serializers.RegexField(
         LEVEL_LIST_RE, required=False, default="", allow_blank=True,
-        error_messages={"invalid": "a comma-separated list of debug, info, warn, error"},
-        help_text="Comma-separated levels: debug, info, warn, error.")
+        error_messages={"invalid": f"a comma-separated list of {', '.join(EventLevel.values)}"},
+        help_text=f"Comma-separated levels: {', '.join(EventLevel.values)}.")
     step_id = serializers.CharField(required=False, default="", allow_blank=True,
                                     help_text="Only the events of this step.")
