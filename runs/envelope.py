@@ -124,6 +124,22 @@ def _validate_type_payload(etype: str, payload: dict, index: int, errors: list) 
                 errors.append(_error(index, f"payload.{key}", "must be a number >= 0"))
 
 
+@dataclass(frozen=True)
+class BatchOrigin:
+    worker_id: str | None  # who sent the batch: the first event naming a worker (late checks)
+    source: str  # the default ``source`` of its events
+
+
+def batch_origin(raw_events: Any, *, from_api_key: bool) -> BatchOrigin:
+    """Where a batch of events posted to the API comes from: agents hold API keys, people
+    posting with a session are ``api``."""
+    worker_id = None
+    if isinstance(raw_events, list):
+        worker_id = next((e.get("worker_id") for e in raw_events
+                          if isinstance(e, dict) and e.get("worker_id")), None)
+    return BatchOrigin(worker_id=worker_id, source="agent" if from_api_key else "api")
+
+
 def validate_envelope(raw: Any, index: int, errors: list, *, default_source: str) -> dict | None:
     """Check one event envelope; append problems to ``errors``; return the cleaned fields."""
     if not isinstance(raw, Mapping):

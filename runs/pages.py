@@ -8,7 +8,6 @@ WebSocket (falling back to SSE, then polling, for a run).
 
 from __future__ import annotations
 
-from django.db.models import Count, Max, Q
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import path
@@ -46,19 +45,9 @@ def run_detail(request, run_id: str):
     })
 
 
-def _with_run_counts(projects):
-    return projects.annotate(
-        run_count=Count("runs"),
-        active_count=Count("runs", filter=Q(runs__state__in=[RunState.QUEUED,
-                                                                RunState.RUNNING])),
-        failed_count=Count("runs", filter=Q(runs__state=RunState.FAILED)),
-        last_run_at=Max("runs__created_at"),
-    )
-
-
 @reader_required
 def projects(request):
-    rows = _with_run_counts(selectors.project_list(access=Access(user=request.user)))
+    rows = selectors.project_list_with_counts(access=Access(user=request.user))
     return render(request, "pages/projects.html", {"nav": "projects", "projects": rows})
 
 

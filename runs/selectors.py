@@ -5,14 +5,18 @@ from __future__ import annotations
 import functools
 import time
 
-from django.db.models import QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 
-from runs.models import Project, Run, RunEvent, Step
-from tracefoundry.errors import NotFound
+from runs.models import Project, Run, RunEvent, RunState, Step
+from tracefoundry.errors import Forbidden, NotFound
 from tracefoundry.roles import Access
 
 EVENT_PAGE_DEFAULT = 100
 EVENT_PAGE_MAX = 1000
+
+
+# The project `bootstrap` creates: where runs go when neither a key nor the request names one.
+DEFAULT_PROJECT_SLUG = "default"
 
 
 def project_get(*, slug: str) -> Project:
@@ -54,6 +58,26 @@ def project_list(*, access: Access) -> QuerySet[Project]:
     if access.project_id is not None:
         qs = qs.filter(pk=access.project_id)
     return qs
+
+
+def project_for_enqueue(*, access: Access, slug: str | None) -> Project:
+    """The project a new run goes to: an API key's own project (naming another one is refused),
+    else the project named, else the default project."""
+    if access.api_key is not None:
+        if slug and slug != access.api_key.project.slug:
+            raise Forbidden("this API key belongs to another project")
+        return access.api_key.project
+    return project_get(slug=slug or DEFAULT_PROJECT_SLUG)
+
+
+def project_list_with_counts(*, access: Access) -> QuerySet[Project]:
+    """The projects ``access`` may see, each with its run totals for the projects page."""
+    return project_list(access=access).annotate(
+        run_count=Count("runs"),
+        active_count=Count("runs", filter=Q(runs__state__in=[RunState.QUEUED, RunState.RUNNING])),
+        failed_count=Count("runs", filter=Q(runs__state=RunState.FAILED)),
+        last_run_at=Max("runs__created_at"),
+    )
 
 
 def project_visible(*, slug: str, access: Access) -> Project:

@@ -21,6 +21,12 @@ class InvalidInput(DomainError):
     code = "invalid"
 
 
+class Forbidden(DomainError):
+    """The caller may not do this here (HTTP 403), e.g. a key naming another project."""
+
+    code = "permission_denied"
+
+
 class NotFound(DomainError):
     code = "not_found"
 

@@ -6,13 +6,13 @@ from django.db.models import prefetch_related_objects
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from runs import queue, queue_selectors, selectors, services, wire
+from runs import envelope, queue, queue_selectors, selectors, services, wire
 from runs.api import serializers as s
 from runs.api.filters import RunFilter
 from runs.models import Run
@@ -24,7 +24,6 @@ from tracefoundry.throttling import CancelThrottle, EnqueueThrottle
 
 ERRORS = common_errors("No such run (or not visible to this key)")
 CONFLICT = {409: error_response("Illegal transition; `details.state` is current")}
-DEFAULT_PROJECT = "default"
 
 
 class RunScopedView(APIView):
@@ -101,14 +100,8 @@ class RunListCreateView(generics.GenericAPIView):
         data = validated(s.RunEnqueueSerializer, request.data)
         header = validated(s.IdempotencyHeaderSerializer,
                            {"key": request.headers.get("Idempotency-Key", "")})["key"]
-        access = access_for(request)
-        slug = data.get("project")
-        if access.api_key is not None:
-            if slug and slug != access.api_key.project.slug:
-                raise PermissionDenied("this API key belongs to another project")
-            project = access.api_key.project
-        else:
-            project = selectors.project_get(slug=slug or DEFAULT_PROJECT)
+        project = selectors.project_for_enqueue(access=access_for(request),
+                                                slug=data.get("project"))
         run, created = services.run_enqueue(
             project=project,
             kind=data["kind"],
@@ -364,14 +357,13 @@ class EventListCreateView(RunScopedView):
         body = request.data
         single = isinstance(body, dict)
         raw_events = [body] if single else body
-        worker_id = next((e.get("worker_id") for e in raw_events if isinstance(e, dict)
-                          and e.get("worker_id")), None) if isinstance(raw_events, list) else None
         access = access_for(request)
+        origin = envelope.batch_origin(raw_events, from_api_key=access.api_key is not None)
         # The service checks the run exists (within a key's project) under its row lock, so
         # the hot path reads the run once.
         result = services.events_append(
-            run_id=run_id, events=raw_events, worker_id=worker_id, project_id=access.project_id,
-            source="agent" if access.api_key is not None else "api", from_json=True,
+            run_id=run_id, events=raw_events, worker_id=origin.worker_id,
+            project_id=access.project_id, source=origin.source, from_json=True,
         )
         if single and result.accepted:
             return Response(wire.event_dict(result.events[0]), status=status.HTTP_201_CREATED)

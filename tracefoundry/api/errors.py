@@ -44,6 +44,7 @@ def dependency_unavailable(request) -> HttpResponse:
 
 _LEDGER_STATUS = {
     ledger.InvalidInput: status.HTTP_400_BAD_REQUEST,
+    ledger.Forbidden: status.HTTP_403_FORBIDDEN,
     ledger.NotFound: status.HTTP_404_NOT_FOUND,
     ledger.Conflict: status.HTTP_409_CONFLICT,
 }

@@ -20,7 +20,6 @@ from tracefoundry.cli.errors import CliError
 from tracefoundry.roles import Access
 
 SYSTEM = Access(user=None)  # no key: every project is visible, as to manage.py
-DEFAULT_PROJECT = "default"
 _renderer = FastJSONRenderer()
 
 
@@ -43,7 +42,7 @@ class LocalBackend:
     ) -> tuple[RunDict, bool]:
         with _ledger_errors():
             run, created = services.run_enqueue(
-                project=selectors.project_get(slug=project or DEFAULT_PROJECT),
+                project=selectors.project_get(slug=project or selectors.DEFAULT_PROJECT_SLUG),
                 kind=kind, input=input, idempotency_key=idempotency_key,
                 max_attempts=max_attempts, source=self.source,
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.selectors import project_get
+from runs.selectors import DEFAULT_PROJECT_SLUG, project_get
 from tracefoundry import selectors, services
 from tracefoundry.errors import InvalidInput, NotFound
 from tracefoundry.models import SCOPES
@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
         create = sub.add_parser("create", help="Issue a new key (shown once).")
-        create.add_argument("--project", default="default", help="Project slug.")
+        create.add_argument("--project", default=DEFAULT_PROJECT_SLUG, help="Project slug.")
         create.add_argument("--scopes", required=True,
                             help=f"Comma-separated, from: {', '.join(SCOPES)}.")
         create.add_argument("--user", help="Username the key acts for (caps it to their role).")

@@ -16,7 +16,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
 from runs.demo import demo_runs_create
-from runs.selectors import project_get
+from runs.selectors import DEFAULT_PROJECT_SLUG, project_get
 
 
 class Command(BaseCommand):
@@ -45,7 +45,7 @@ class Command(BaseCommand):
             if password and not user.check_password(password):
                 password = None
         if options["demo"]:
-            created = demo_runs_create(project=project_get(slug="default"))
+            created = demo_runs_create(project=project_get(slug=DEFAULT_PROJECT_SLUG))
             if created:
                 self.stdout.write(f"Loaded {created} demo runs.")
         self.stdout.write("")
