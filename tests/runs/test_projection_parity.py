@@ -32,7 +32,8 @@ def _postgresql_only():
 
 
 def snapshot(run_ids: list[str]) -> tuple[dict, dict]:
-    runs = {r["id"]: r for r in Run.objects.filter(pk__in=run_ids).values("id", *RUN_PROJECTED_FIELDS)}
+    runs = {r["id"]: r for r in
+            Run.objects.filter(pk__in=run_ids).values("id", *RUN_PROJECTED_FIELDS)}
     steps = {s["id"]: s for s in
              Step.objects.filter(run_id__in=run_ids).values("id", *STEP_PROJECTED_FIELDS)}
     return runs, steps
