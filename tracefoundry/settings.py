@@ -160,7 +160,8 @@ else:
 # --- Auth ------------------------------------------------------------------------------------
 # django-axes counts failed password logins per username + client IP (the login page, the admin
 # login and HTTP Basic on the API, which all go through django.contrib.auth.authenticate) and
-# refuses that pair for a while after too many: 429 (a page, or the API's JSON error).
+# refuses that pair for a while after too many: a 429 page on the login pages, and on the API a
+# 401 `locked_out` JSON error with Retry-After (refused credentials, not throttling).
 AUTHENTICATION_BACKENDS = [
     "tracefoundry.lockout.LockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
