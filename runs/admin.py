@@ -29,6 +29,13 @@ def state_badge(state: str):
     )
 
 
+@admin.display(description="Run")
+def run_link(obj):
+    """The run a step or event belongs to, linked to its admin page (list_display entry)."""
+    url = reverse("admin:runs_run_change", args=[obj.run_id])
+    return format_html('<a href="{}">{}</a>', url, obj.run_id)
+
+
 class ReadOnlyAdminMixin:
     def has_add_permission(self, request, obj=None):
         return False
@@ -161,7 +168,7 @@ class RunAdmin(admin.ModelAdmin):
 
 @admin.register(Step)
 class StepAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "run_link", "position", "name", "state_display", "started_at",
+    list_display = ["id", run_link, "position", "name", "state_display", "started_at",
                     "finished_at"]
     list_filter = ["state"]
     search_fields = ["id", "name", "run__id", "node_ref"]
@@ -171,15 +178,10 @@ class StepAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def state_display(self, obj):
         return state_badge(obj.state)
 
-    @admin.display(description="Run")
-    def run_link(self, obj):
-        url = reverse("admin:runs_run_change", args=[obj.run_id])
-        return format_html('<a href="{}">{}</a>', url, obj.run_id)
-
 
 @admin.register(RunEvent)
 class RunEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "run_link", "seq", "type", "level", "source", "created_at", "truncated",
+    list_display = ["id", run_link, "seq", "type", "level", "source", "created_at", "truncated",
                     "late"]
     list_filter = ["level", "type", "source", "truncated"]
     search_fields = ["run__id", "type", "correlation_id", "=event_id"]
@@ -187,11 +189,6 @@ class RunEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["run"]
     show_full_result_count = False
     ordering = ["-id"]
-
-    @admin.display(description="Run")
-    def run_link(self, obj):
-        url = reverse("admin:runs_run_change", args=[obj.run_id])
-        return format_html('<a href="{}">{}</a>', url, obj.run_id)
 
 
 @admin.register(Worker)
