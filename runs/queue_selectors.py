@@ -166,7 +166,7 @@ def workers_online_kinds(*, now: datetime | None = None) -> OnlineKinds:
     return OnlineKinds(frozenset(every), {p: frozenset(k) for p, k in kinds.items()})
 
 
-def run_waiting(run: Run, online: OnlineKinds) -> str | None:
+def run_waiting(*, run: Run, online: OnlineKinds) -> str | None:
     """Why a queued run is not being picked up, or None: the run API, ``runs status`` and the
     run page all say it with these words."""
     if run.state != RunState.QUEUED or online.serves(kind=run.kind, project_id=run.project_id):

@@ -53,7 +53,7 @@ def authenticate_key(raw: str) -> ApiKey:
     user who is inactive or has no role (PRODUCT.md §12)."""
     if not raw.startswith(KEY_PREFIX):
         raise KeyRefused("malformed API key")
-    key = apikey_for_raw(raw)
+    key = apikey_for_raw(raw=raw)
     if key is None:
         raise KeyRefused("unknown or revoked API key")
     if key.user is not None:

@@ -13,7 +13,7 @@ _verified: dict[str, tuple[float, ApiKey]] = {}
 _VERIFIED_LIMIT = 10_000
 
 
-def apikey_for_raw(raw: str) -> ApiKey | None:
+def apikey_for_raw(*, raw: str) -> ApiKey | None:
     """The active key matching ``raw``, or None.
 
     Verified keys are remembered for TRACEFOUNDRY_API_KEY_CACHE_SECONDS (default 5) so busy
@@ -42,7 +42,7 @@ def apikey_for_raw(raw: str) -> ApiKey | None:
     return key
 
 
-def apikey_forget(key_hash: str | None = None) -> None:
+def apikey_forget(*, key_hash: str | None = None) -> None:
     """Drop remembered verifications (one key, or all)."""
     if key_hash is None:
         _verified.clear()
@@ -57,7 +57,7 @@ def apikey_list(*, project_slug: str | None = None) -> QuerySet[ApiKey]:
     return qs
 
 
-def apikey_find(ident: str) -> ApiKey | None:
+def apikey_find(*, ident: str) -> ApiKey | None:
     """Find a key by its prefix (as printed by ``apikey list``) or numeric id."""
     qs = ApiKey.objects.select_related("project")
     # A prefix is 8 hex digits and may be all decimal digits, so it is tried before the id.

@@ -53,7 +53,7 @@ def apikey_revoke(*, key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
-    apikey_forget(key.key_hash)
+    apikey_forget(key_hash=key.key_hash)
     return key
 
 

@@ -57,7 +57,7 @@ class RunSerializer(serializers.ModelSerializer):
         context = self.context
         if "online_kinds" not in context:
             context["online_kinds"] = queue_selectors.workers_online_kinds()
-        return queue_selectors.run_waiting(run, context["online_kinds"])
+        return queue_selectors.run_waiting(run=run, online=context["online_kinds"])
 
 
 class RunListSerializer(RunSerializer):

@@ -65,7 +65,7 @@ class Command(BaseCommand):
             self.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
     def _revoke(self, options):
-        key = selectors.apikey_find(options["key"])
+        key = selectors.apikey_find(ident=options["key"])
         if key is None:
             raise CommandError(f"no API key matches {options['key']!r}")
         services.apikey_revoke(key=key)
