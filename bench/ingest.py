@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import cProfile
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -789,6 +788,7 @@ def phase_service(args) -> None:
     from django.db import connection
 
     from payloads.redaction import get_redactor
+    from payloads.store import PayloadBatch
     from runs.models import Project
     from traces.otlp_decode import decode_request
     from traces.services import _prepare, spans_ingest
@@ -822,13 +822,11 @@ def phase_service(args) -> None:
         decode_request(bodies[i], PROTOBUF).spans), len(bodies), note="no DB")
     redactor = get_redactor(project.redaction_policy or None)
     decoded = [decode_request(body, PROTOBUF).spans for body in bodies]
-    # A private helper of the service: its signature may change (it took ``shared`` later on).
-    takes_shared = "shared" in inspect.signature(_prepare).parameters
-
     def prepare_batch(i: int) -> int:
+        # A private helper of the service; the blobs go to a batch that is never stored.
         shared: dict = {}
-        return len([_prepare(r, redactor, shared) if takes_shared else _prepare(r, redactor)
-                    for r in decoded[i]])
+        blobs = PayloadBatch()
+        return len([_prepare(r, redactor, shared, blobs) for r in decoded[i]])
 
     prepare = measure("  prepare only (redact+GenAI+blobs)", prepare_batch, len(bodies),
                       note="traces.services._prepare, no DB")
