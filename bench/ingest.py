@@ -15,14 +15,18 @@ of 512 with new trace ids per batch, down these paths:
 3. HTTP     ``POST /otlp/v1/traces`` (``application/x-protobuf``) against a real daphne server
             (DEBUG=0) on one keep-alive httpx connection.
 4. re-send  already-stored batches again (idempotent upserts), raw and through HTTP.
+5. long prompts (issue #12) the same spans twice, 5% of them with a distinct 4 KB prompt (inline
+            in the span row) or a distinct 20 KB one (over the 8 KB inline limit: a payload blob
+            each), the two workloads' batches alternating, in-process and through the same daphne.
 
-and checks the budget on PostgreSQL: HTTP >= 10,000 spans/s and HTTP >= 1/2 of the fastest raw
-path (plain COPY included: the service writes new traces' spans that way); on both databases,
-that every acknowledged span is stored exactly once after the re-sends. Exit status: 0 all
-pass, 1 a budget failed, 2 the bench failed.
+and checks the budget on PostgreSQL: HTTP >= 10,000 spans/s, HTTP >= 1/2 of the fastest raw
+path (plain COPY included: the service writes new traces' spans that way), and HTTP with the
+20 KB prompts >= 0.8 of HTTP with the 4 KB ones; on both databases, that every acknowledged
+span is stored exactly once after the re-sends, and every long prompt once as a blob (one ref,
+one row, one file). Exit status: 0 all pass, 1 a budget failed, 2 the bench failed.
 
     .venv/bin/python bench/ingest.py [--db sqlite|postgres|both] [--batches 60] [--batch 512]
-        [--resend 20] [--profile]
+        [--resend 20] [--prompt-batches 30] [--pg-db NAME] [--profile]
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ import argparse
 import contextlib
 import cProfile
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -98,6 +101,11 @@ TRANSPORT_BATCHES = 10
 RESEND_LABEL = "  re-send (stored batches)"
 PROMPT_SHARE = 0.10  # spans carrying a 4 KB prompt (gen_ai.prompt / input.value)
 PROMPT_CHARS = 4096  # below TRACEFOUNDRY_SPAN_INLINE_LIMIT (8 KB): stays inline in the row
+# The long-prompt comparison (issue #12): the same spans, 5% of them with a distinct prompt of
+# 4 KB (inline in the span row) or of 20 KB (over the inline limit: a payload blob each).
+LONG_SHARE = 0.05
+LONG_CHARS = 20 * 1024
+BUDGET_BLOB_RATIO = 0.8
 BUDGET_HTTP_SPANS_S = 10_000
 BUDGET_RAW_RATIO = 1 / 2
 PROTOBUF = "application/x-protobuf"
@@ -201,15 +209,38 @@ class TraceSpec:
     spans: list[SpanSpec]
 
 
+@dataclass(frozen=True)
+class PromptMix:
+    """Which share of the spans carry a prompt (``gen_ai.prompt`` / ``input.value``), and how
+    many characters long."""
+
+    share: float
+    chars: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.share:.0%} {self.chars // 1024} KB prompts"
+
+
+STANDARD = PromptMix(PROMPT_SHARE, PROMPT_CHARS)
+INLINE_MIX = PromptMix(LONG_SHARE, PROMPT_CHARS)
+BLOB_MIX = PromptMix(LONG_SHARE, LONG_CHARS)
+
+
 class SpanFactory:
     """Deterministic agent traces: a root ``invoke_agent`` span, 3-6 ``agent.step`` chain spans,
     each with an LLM call and 1-2 tool calls (about 16 spans a trace, about 20 attributes a span);
-    10% of the spans carry a 4 KB prompt."""
+    10% of the spans carry a 4 KB prompt (``mix``: another share and length)."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, mix: PromptMix = STANDARD) -> None:
         self.rng = random.Random(seed)
+        self.mix = mix
         self.now_ns = time.time_ns()
         self.prompts = [self._prompt(i) for i in range(64)]
+        # The standard workload draws its prompts from ``rng``, as it always did; the other
+        # mixes from a generator of their own, so that two mixes of one seed and share have the
+        # very same spans and differ in the length of their prompts only.
+        self.prompt_rng = self.rng if mix == STANDARD else random.Random(-seed - 1)
 
     def text(self, lo: int, hi: int, prefix: str = "") -> str:
         return prose(self.rng, WORDS, lo, hi, prefix)
@@ -219,10 +250,12 @@ class SpanFactory:
         return self.text(PROMPT_CHARS, PROMPT_CHARS, head)
 
     def prompt(self) -> str:
-        # A pool keeps generation cheap; the head makes each value distinct (as real prompts are).
-        body = self.rng.choice(self.prompts)
-        head = f"[{self.rng.getrandbits(64):016x}] "
-        return (head + body)[:PROMPT_CHARS]
+        # A pool keeps generation cheap; the head makes each value distinct (as real prompts
+        # are), and a long prompt joins pieces of the pool drawn at random.
+        rng, chars = self.prompt_rng, self.mix.chars
+        body = "\n".join(rng.choice(self.prompts) for _ in range(-(-chars // PROMPT_CHARS)))
+        head = f"[{rng.getrandbits(64):016x}] "
+        return (head + body)[:chars]
 
     def common(self, ctx: dict) -> dict:
         return {"session.id": ctx["session"], "gen_ai.conversation.id": ctx["conversation"],
@@ -350,7 +383,7 @@ class SpanFactory:
         if any(s.status == 2 for s in spans[1:]) and rng.random() < 0.5:
             spans[0].status, spans[0].status_message = 2, "agent run failed"
         for s in spans:
-            if rng.random() < PROMPT_SHARE:
+            if rng.random() < self.mix.share:
                 s.attributes["gen_ai.prompt" if s.span_type == "llm" else "input.value"] = (
                     self.prompt())
         return TraceSpec(service, spans)
@@ -366,8 +399,9 @@ class SpanFactory:
         return traces
 
 
-def make_batches(seed: int, n: int, size: int) -> list[list[TraceSpec]]:
-    factory = SpanFactory(seed)
+def make_batches(seed: int, n: int, size: int,
+                 mix: PromptMix = STANDARD) -> list[list[TraceSpec]]:
+    factory = SpanFactory(seed, mix)
     return [factory.batch(size) for _ in range(n)]
 
 
@@ -737,6 +771,72 @@ def http_phase(base: str, key: str, batches: list, warmup: list, nonce: str,
     return results
 
 
+@dataclass
+class PromptBatches:
+    """The long-prompt comparison's workloads: the same spans twice (one seed), 5% of them with
+    a 4 KB prompt (``inline``) or a 20 KB one (``blobs``); warm-up batches of each apart, so no
+    measured prompt was sent before."""
+
+    inline: list[list[TraceSpec]]
+    blobs: list[list[TraceSpec]]
+    warm_inline: list[list[TraceSpec]]
+    warm_blobs: list[list[TraceSpec]]
+
+    @classmethod
+    def make(cls, seed: int, n: int, size: int) -> PromptBatches:
+        seed += 1000  # apart from the standard workload's seeds
+        return cls(make_batches(seed, n, size, INLINE_MIX), make_batches(seed, n, size, BLOB_MIX),
+                   make_batches(seed + 1, 1, size, INLINE_MIX),
+                   make_batches(seed + 1, 1, size, BLOB_MIX))
+
+
+INLINE_LABEL = f"{INLINE_MIX.label} (inline)"
+BLOB_LABEL = f"{BLOB_MIX.label} (blobs)"
+
+
+def long_prompts(batches: list[list[TraceSpec]], mix: PromptMix) -> int:
+    """How many spans of ``batches`` carry a prompt of ``mix``'s length."""
+    return sum(len(s.attributes.get("gen_ai.prompt") or s.attributes.get("input.value") or "")
+               == mix.chars for b in batches for t in b for s in t.spans)
+
+
+def alternate(label: str, step: Callable[[int, int], int], n: int, *,
+              notes: tuple[str, str]) -> list[Result]:
+    """``step(k, i)`` for batch ``i`` of workload ``k`` (0 inline, 1 blobs), the two workloads
+    taking turns batch by batch: whatever else the machine does weighs on both alike."""
+    results = [Result(f"{label}{INLINE_LABEL}", note=notes[0]),
+               Result(f"{label}{BLOB_LABEL}", note=notes[1])]
+    for i in range(n):
+        for k in ((0, 1) if i % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter()
+            spans = step(k, i)
+            elapsed = time.perf_counter() - t0
+            results[k].spans += spans
+            results[k].seconds += elapsed
+            results[k].batch_ms.append(elapsed * 1000)
+    return results
+
+
+def http_prompts_phase(base: str, key: str, prompts: PromptBatches, nonce: str) -> list[Result]:
+    """The long-prompt comparison through one daphne, on one keep-alive connection."""
+    workloads = (prompts.inline, prompts.blobs)
+    bodies = [[encode_batch(b, i, Ids(nonce, f"http-prompts-{k}")) for i, b in enumerate(w)]
+              for k, w in enumerate(workloads)]
+    counts = [[batch_spans(b) for b in w] for w in workloads]
+    notes = tuple(f"bodies {sum(map(len, x)) / len(x) / 1024:,.0f} KB avg" for x in bodies)
+    with httpx.Client(base_url=base, timeout=120, headers={
+            "Authorization": f"Bearer {key}", "Content-Type": PROTOBUF}) as client:
+        for k, warm in enumerate((prompts.warm_inline, prompts.warm_blobs)):
+            for i, b in enumerate(warm):
+                otlp_post(client, encode_batch(b, i, Ids(nonce, f"http-prompts-{k}-warm")))
+
+        def step(k: int, i: int) -> int:
+            otlp_post(client, bodies[k][i])
+            return counts[k][i]
+
+        return alternate("HTTP, ", step, len(prompts.inline), notes=notes)
+
+
 def http_parallel_phase(bases: list[str], key: str, batches: list, warmup: list,
                         nonce: str) -> Result:
     """The same batches (new ids) through ``len(bases)`` daphne processes at once, one keep-alive
@@ -789,6 +889,7 @@ def phase_service(args) -> None:
     from django.db import connection
 
     from payloads.redaction import get_redactor
+    from payloads.store import PayloadBatch
     from runs.models import Project
     from traces.otlp_decode import decode_request
     from traces.services import _prepare, spans_ingest
@@ -822,17 +923,36 @@ def phase_service(args) -> None:
         decode_request(bodies[i], PROTOBUF).spans), len(bodies), note="no DB")
     redactor = get_redactor(project.redaction_policy or None)
     decoded = [decode_request(body, PROTOBUF).spans for body in bodies]
-    # A private helper of the service: its signature may change (it took ``shared`` later on).
-    takes_shared = "shared" in inspect.signature(_prepare).parameters
-
     def prepare_batch(i: int) -> int:
+        # A private helper of the service; the blobs go to a batch that is never stored.
         shared: dict = {}
-        return len([_prepare(r, redactor, shared) if takes_shared else _prepare(r, redactor)
-                    for r in decoded[i]])
+        blobs = PayloadBatch()
+        return len([_prepare(r, redactor, shared, blobs) for r in decoded[i]])
 
     prepare = measure("  prepare only (redact+GenAI+blobs)", prepare_batch, len(bodies),
                       note="traces.services._prepare, no DB")
-    out: dict[str, Any] = {"results": [r.summary() for r in (service, decode, prepare)]}
+    results = [service, decode, prepare]
+    prompts = PromptBatches.make(args.seed, args.prompt_batches, args.batch)
+    if args.prompt_batches:
+        workloads = (prompts.inline, prompts.blobs)
+        for k, warm in enumerate((prompts.warm_inline, prompts.warm_blobs)):
+            ingest(encode_batch(warm[0], 0, Ids(args.nonce, f"service-prompts-{k}-warm")))
+        decoded_prompts = [
+            [decode_request(encode_batch(b, i, Ids(args.nonce, f"service-prompts-{k}")),
+                            PROTOBUF).spans for i, b in enumerate(w)]
+            for k, w in enumerate(workloads)
+        ]
+
+        def ingest_prompts(k: int, i: int) -> int:
+            records = decoded_prompts[k][i]
+            result = spans_ingest(project=project, records=records)
+            if result.accepted != len(records) or result.rejected:
+                raise RuntimeError(f"accepted {result.accepted} of {len(records)}")
+            return len(records)
+
+        results += alternate("service, ", ingest_prompts, args.prompt_batches,
+                             notes=("decoded records in", "decoded records in"))
+    out: dict[str, Any] = {"results": [r.summary() for r in results]}
 
     if args.profile:
         texts = []
@@ -842,6 +962,14 @@ def phase_service(args) -> None:
         prof.runcall(spans_ingest, project=project, records=records)
         texts.append(profile_text(prof, f"service spans_ingest, one {len(records)}-span batch "
                                         f"({connection.vendor})", own=15))
+        spec = make_batches(args.seed + 1002, 1, args.batch, BLOB_MIX)[0]
+        records = decode_request(encode_batch(spec, 0, Ids(args.nonce, "profile-blobs")),
+                                 PROTOBUF).spans
+        prof = cProfile.Profile()
+        prof.runcall(spans_ingest, project=project, records=records)
+        texts.append(profile_text(
+            prof, f"service spans_ingest, one {len(records)}-span batch, {BLOB_LABEL}, "
+                  f"{long_prompts([spec], BLOB_MIX)} blobs ({connection.vendor})", own=15))
 
         from django.test import Client
 
@@ -879,6 +1007,24 @@ def stored_counts(kind: str, db: str, trace_ids: list[str]) -> tuple[int, int, i
         return conn.execute(q, (trace_ids, trace_ids)).fetchone()
 
 
+def stored_blobs(kind: str, db: str, trace_ids: list[str], payload_dir: Path) -> tuple[int, ...]:
+    """(payload refs of these traces' spans, distinct blobs they point at, blob rows in all,
+    blob files in all)."""
+    query = ("SELECT count(*), count(DISTINCT r.blob_id), "
+             "(SELECT count(*) FROM payloads_payloadblob) "
+             "FROM payloads_payloadref r JOIN traces_span s ON r.span_id = s.id "
+             "JOIN traces_trace t ON s.trace_id = t.id WHERE t.trace_id IN ({ph})")
+    if kind == "sqlite":
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            row = conn.execute(query.format(ph=", ".join("?" * len(trace_ids))),
+                               trace_ids).fetchone()
+    else:
+        with psycopg.connect(db) as conn:
+            row = conn.execute(query.replace("IN ({ph})", "= ANY(%s)"), (trace_ids,)).fetchone()
+    files = sum(1 for path in (payload_dir / "blobs").rglob("*.zst") if path.is_file())
+    return (*row, files)
+
+
 # --- orchestration --------------------------------------------------------------------------------
 
 
@@ -898,6 +1044,8 @@ class DbReport:
     results: list[Result]
     stored: tuple[int, int, int]
     expected: tuple[int, int]
+    blobs: tuple[int, ...] = ()  # stored_blobs of the long-prompt comparison's blob workload
+    expected_blobs: int = 0
     profile: str = ""
 
 
@@ -906,7 +1054,7 @@ def bench_database(kind: str, args, tmp: Path, redis_url: str | None) -> DbRepor
     warmup = make_batches(args.seed + 1, WARMUP_BATCHES, args.batch)
     nonce = uuid.uuid4().hex[:12]
     step = f"[{kind}]"
-    with bench_db(kind, tmp, redis_url, pg_db=PG_BENCH_DB, sqlite_name=SQLITE_NAME,
+    with bench_db(kind, tmp, redis_url, pg_db=args.pg_db, sqlite_name=SQLITE_NAME,
                   scopes="ingest") as (db_url, env, key):
         project_id = default_project_id(kind, db_url, tmp)
         print(f"{step} raw SQL ...", file=sys.stderr, flush=True)
@@ -919,11 +1067,16 @@ def bench_database(kind: str, args, tmp: Path, redis_url: str | None) -> DbRepor
         service = run_phase(
             __file__, "service", tmp / f"service-{kind}.json",
             ["--_nonce", nonce, "--batches", str(args.batches), "--batch", str(args.batch),
-             "--seed", str(args.seed)], env, profile=args.profile, timeout=900)
+             "--seed", str(args.seed), "--prompt-batches", str(args.prompt_batches)], env,
+            profile=args.profile, timeout=900)
         results += [Result(**r) for r in service["results"]]
         print(f"{step} HTTP ...", file=sys.stderr, flush=True)
+        prompts = PromptBatches.make(args.seed, args.prompt_batches, args.batch)
         with daphne_server(env, tmp / f"daphne-{kind}.log") as base:
             results += http_phase(base, key, batches, warmup, nonce, args.resend)
+            if args.prompt_batches:
+                print(f"{step} HTTP, long prompts ...", file=sys.stderr, flush=True)
+                results += http_prompts_phase(base, key, prompts, nonce)
         if args.servers > 1:
             print(f"{step} HTTP, {args.servers} daphne processes ...", file=sys.stderr,
                   flush=True)
@@ -932,11 +1085,14 @@ def bench_database(kind: str, args, tmp: Path, redis_url: str | None) -> DbRepor
                          for i in range(args.servers)]
                 results.append(http_parallel_phase(bases, key, batches, warmup, nonce))
         trace_ids = trace_ids_of(batches, Ids(nonce, "http"))
-        stored = stored_counts(kind, str(tmp / SQLITE_NAME) if kind == "sqlite" else db_url,
-                               trace_ids)
-    title = db_title(kind, PG_BENCH_DB)
+        db = str(tmp / SQLITE_NAME) if kind == "sqlite" else db_url
+        stored = stored_counts(kind, db, trace_ids)
+        blobs = stored_blobs(kind, db, trace_ids_of(prompts.blobs, Ids(nonce, "http-prompts-1")),
+                             tmp / "payloads") if args.prompt_batches else ()
+    title = db_title(kind, args.pg_db)
     expected = (len(trace_ids), sum(batch_spans(b) for b in batches))
-    return DbReport(kind, title, results, stored, expected, service.get("profile", ""))
+    return DbReport(kind, title, results, stored, expected, blobs,
+                    long_prompts(prompts.blobs, BLOB_MIX), service.get("profile", ""))
 
 
 def workload_stats(batches: list[list[TraceSpec]]) -> str:
@@ -964,6 +1120,10 @@ def print_header(args, redis_url: str | None) -> None:
           f"{args.resend} stored batches")
     sample = make_batches(args.seed, min(args.batches, 10), args.batch)
     print(f"              {workload_stats(sample)}")
+    if args.prompt_batches:
+        print(f"  long prompts {args.prompt_batches} batches x {args.batch} spans of each: the "
+              f"same spans with {INLINE_MIX.label} (inline) or {BLOB_MIX.label} (over the 8 KB "
+              f"inline limit: a blob each), every prompt distinct, batches alternating")
     print(flush=True)
 
 
@@ -994,11 +1154,33 @@ def print_report(report: DbReport) -> list[tuple[str, bool]]:
     if parallel is not None:
         print(f"  {parallel.label}: {parallel.rate:,.0f} spans/s = "
               f"{parallel.rate / http.rate:.2f}x one process (not what the budget below checks)")
+    for where in ("service, ", "HTTP, "):
+        inline = next((r for r in report.results if r.label == where + INLINE_LABEL), None)
+        blobs = next((r for r in report.results if r.label == where + BLOB_LABEL), None)
+        if inline is not None and blobs is not None:
+            # Each long prompt costs the difference of LONG_SHARE⁻¹ spans.
+            extra = (blobs.seconds / blobs.spans - inline.seconds / inline.spans) / LONG_SHARE
+            print(f"  {where}blobs/inline = {blobs.rate:,.0f} / {inline.rate:,.0f} = "
+                  f"{blobs.rate / inline.rate:.2f}  (a 20 KB prompt costs {extra * 1000:.2f} ms "
+                  f"more than a 4 KB one)")
     traces, spans, summed = report.stored
     want_traces, want_spans = report.expected
     stored_ok = (traces, spans, summed) == (want_traces, want_spans, want_spans)
     checks = [(f"stored after HTTP + re-send: {traces} traces, {spans} spans, span_count sum "
                f"{summed} == sent {want_traces} traces, {want_spans} spans", stored_ok)]
+    if report.blobs:
+        refs, distinct, rows, files = report.blobs
+        want = report.expected_blobs
+        checks.append((f"long prompts stored once each: {refs} refs, {distinct} blobs == {want} "
+                       f"prompts sent; {rows} blob rows, {files} blob files",
+                       refs == distinct == want and rows == files))
+    http_inline = next((r for r in report.results if r.label == "HTTP, " + INLINE_LABEL), None)
+    http_blobs = next((r for r in report.results if r.label == "HTTP, " + BLOB_LABEL), None)
+    if report.kind == "postgres" and http_inline and http_blobs:
+        ratio = http_blobs.rate / http_inline.rate
+        checks.append((f"HTTP {BLOB_LABEL} / {INLINE_LABEL} = {http_blobs.rate:,.0f} / "
+                       f"{http_inline.rate:,.0f} = {ratio:.2f} >= {BUDGET_BLOB_RATIO:.2f}",
+                       ratio >= BUDGET_BLOB_RATIO))
     if report.kind == "postgres":
         ratio = http.rate / best_raw.rate
         checks += [
@@ -1017,6 +1199,10 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--batch", type=int, default=512, help="spans per OTLP request")
     p.add_argument("--resend", type=int, default=20,
                    help="already-stored batches sent again (0: skip)")
+    p.add_argument("--pg-db", default=PG_BENCH_DB,
+                   help="name of the throwaway PostgreSQL database (dropped and created again)")
+    p.add_argument("--prompt-batches", type=int, default=30,
+                   help="batches of each workload of the long-prompt comparison (0: skip)")
     p.add_argument("--servers", type=int, default=2,
                    help="also time HTTP through this many daphne processes at once, one "
                         "client each (1: skip); the budget is checked on one process")
@@ -1027,6 +1213,8 @@ def parse_args(argv: list[str] | None = None):
     args = p.parse_args(argv)
     if not 1 <= args.batch <= 10_000 or not 1 <= args.batches <= 10_000 or args.resend < 0:
         p.error("--batch and --batches must be between 1 and 10000, --resend >= 0")
+    if not 0 <= args.prompt_batches <= 10_000:
+        p.error("--prompt-batches must be between 0 and 10000")
     if not 1 <= args.servers <= 16:
         p.error("--servers must be between 1 and 16")
     return args

@@ -2,7 +2,8 @@
 
 In order: validate the envelope, make the payload valid JSON, redact secrets, move strings over
 the inline limit into the payload store, and cap the whole payload. Everything here runs before
-the append transaction opens, so blob writes and regex work never hold the run's row lock.
+the append transaction opens, so blob writes and regex work never hold the run's row lock; a
+batch's blobs are stored together, once every event of it is prepared.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from payloads.redaction import Redactor, get_redactor
-from payloads.store import payload_store
+from payloads.store import PayloadBatch
 from runs import lifecycle as lc
 from runs.models import EventLevel
 from tracefoundry.errors import InvalidInput
@@ -58,8 +59,10 @@ class PreparedEvent:
     blobs: list[BlobRef] = field(default_factory=list)
 
 
-def _externalize(value: Any, *, limit: int, role: str, path: str, blobs: list[BlobRef], mode: str):
-    """Replace every string longer than ``limit`` bytes with a preview and a blob reference."""
+def _externalize(value: Any, *, limit: int, role: str, path: str, blobs: list[BlobRef], mode: str,
+                 batch: PayloadBatch):
+    """Replace every string longer than ``limit`` bytes with a preview and a blob reference
+    (the blob goes into ``batch``)."""
     if isinstance(value, str):
         # len() bounds the UTF-8 size from below (and 4x from above), so most strings skip encode.
         if len(value) * 4 <= limit:
@@ -67,8 +70,8 @@ def _externalize(value: Any, *, limit: int, role: str, path: str, blobs: list[Bl
         data = value.encode("utf-8")
         if len(data) <= limit:
             return value, False
-        stored = payload_store(data=data, content_type="text/plain; charset=utf-8",
-                               redaction_mode=mode)
+        stored = batch.add(data=data, content_type="text/plain; charset=utf-8",
+                           redaction_mode=mode)
         blobs.append(BlobRef(sha256=stored.sha256, role=role, json_path=path))
         return {
             "truncated": True,
@@ -80,14 +83,14 @@ def _externalize(value: Any, *, limit: int, role: str, path: str, blobs: list[Bl
         out, any_cut = {}, False
         for k, v in value.items():
             out[k], cut = _externalize(v, limit=limit, role=role, path=f"{path}/{k}", blobs=blobs,
-                                       mode=mode)
+                                       mode=mode, batch=batch)
             any_cut = any_cut or cut
         return out, any_cut
     if isinstance(value, list):
         out_list, any_cut = [], False
         for i, v in enumerate(value):
             item, cut = _externalize(v, limit=limit, role=role, path=f"{path}/{i}", blobs=blobs,
-                                     mode=mode)
+                                     mode=mode, batch=batch)
             out_list.append(item)
             any_cut = any_cut or cut
         return out_list, any_cut
@@ -196,14 +199,22 @@ class _Limits:
 
 def prepare_event(
     fields: dict, *, from_json: bool = False, policy: str | None = None,
-    limits: _Limits | None = None,
+    limits: _Limits | None = None, batch: PayloadBatch | None = None,
 ) -> PreparedEvent:
     """Make a validated envelope storable: JSON-safe, redacted, truncated, capped.
 
     ``from_json``: the payload came out of a JSON parser, so only NUL characters (which
     PostgreSQL's JSONB refuses) can still be unsafe; the full ``json_safe`` copy is skipped.
     ``limits``: the redactor and size limits, when the caller has them (else read here).
+    ``batch``: where the event's blobs go, for the caller to store; without one they are
+    stored here.
     """
+    if batch is None:
+        batch = PayloadBatch()
+        prepared = prepare_event(fields, from_json=from_json, policy=policy, limits=limits,
+                                 batch=batch)
+        batch.store()
+        return prepared
     limits = limits or _Limits.current(policy)
     redactor, limit, cap = limits.redactor, limits.inline, limits.cap
     role = _ROLE_BY_TYPE.get(fields["type"], "event")
@@ -220,14 +231,14 @@ def prepare_event(
     # the walk that looks for strings to move into the payload store.
     if size > limit:
         payload, truncated = _externalize(payload, limit=limit, role=role, path="",
-                                          blobs=blobs, mode=redactor.policy)
+                                          blobs=blobs, mode=redactor.policy, batch=batch)
         if truncated:
             text = dumps(payload)
             size = len(text.encode("utf-8"))
     if size > cap:
         data = text.encode("utf-8")
-        stored = payload_store(data=data, content_type="application/json",
-                               redaction_mode=redactor.policy)
+        stored = batch.add(data=data, content_type="application/json",
+                           redaction_mode=redactor.policy)
         blobs = [BlobRef(sha256=stored.sha256, role=role, json_path="")]
         payload = {
             "truncated": True,
@@ -271,5 +282,8 @@ def prepare_events(
     if errors:
         raise InvalidInput("invalid event(s); nothing was appended", details={"errors": errors})
     limits = _Limits.current(policy)
-    return [prepare_event(fields, from_json=from_json, limits=limits)
-            for fields in cleaned if fields is not None]
+    batch = PayloadBatch()
+    prepared = [prepare_event(fields, from_json=from_json, limits=limits, batch=batch)
+                for fields in cleaned if fields is not None]
+    batch.store()
+    return prepared

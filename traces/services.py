@@ -22,16 +22,16 @@ from django.utils import timezone
 from payloads.allowlist import keep_allowed
 from payloads.models import PayloadRef
 from payloads.redaction import get_redactor
-from payloads.store import payload_store
+from payloads.store import PayloadBatch
 from runs.models import Project
 from runs.services import run_link_trace
 from tracefoundry.jsonio import dumps
 from traces.genai import GenAI, extract
 from traces.models import Span, TraceSource, TraceStatus
 from traces.otlp_decode import MAX_NAME, MAX_STATUS_MESSAGE, SpanRecord
-from traces.span_payloads import PendingBlob, SpanBlob, externalize
+from traces.span_payloads import SpanBlob, externalize
 from traces.span_store import (
-    span_pks,
+    span_payload_refs_insert,
     spans_copy,
     spans_upsert,
     trace_pks_reserve,
@@ -60,14 +60,13 @@ class _Prepared:
 
 
 def _prepare(record: SpanRecord, redactor, shared: dict[int, dict],
-             pending: list[PendingBlob] | None = None) -> _Prepared:
+             batch: PayloadBatch) -> _Prepared:
     """Redact, extract GenAI fields, apply the strict allowlist, move big values to blobs.
 
     Regex work never holds SQLite's write lock: there it runs before the ingest transaction.
     On PostgreSQL it runs inside it, streaming, with only the batch's traces locked. ``shared``
-    remembers resources already redacted: all spans of an OTLP resource share one. With
-    ``pending``, blobs are addressed but left there for the caller to store (see
-    ``externalize``).
+    remembers resources already redacted: all spans of an OTLP resource share one. Big values
+    go into ``batch``, for the caller to store (see ``externalize``).
     """
     policy = redactor.policy
     record.attributes = attributes = redactor.value(record.attributes)
@@ -101,11 +100,11 @@ def _prepare(record: SpanRecord, redactor, shared: dict[int, dict],
             item["attributes"] = keep_allowed(item.get("attributes") or {})
     blobs: list[SpanBlob] = []
     record.attributes = externalize(attributes, path="attributes", mode=policy, blobs=blobs,
-                                    pending=pending)
+                                    batch=batch)
     for i, event in enumerate(record.events):
         event["attributes"] = externalize(event.get("attributes") or {},
                                           path=f"events/{i}/attributes",
-                                          mode=policy, blobs=blobs, pending=pending)
+                                          mode=policy, blobs=blobs, batch=batch)
     return _Prepared(record=record, genai=genai, run_id=run_id, blobs=blobs)
 
 
@@ -192,7 +191,7 @@ def _ingest_postgresql(batch: _Batch, records: list[SpanRecord], redactor) -> No
     project_pk, now = batch.project.pk, batch.now
     shared: dict[int, dict] = {}
     texts: dict[int, str] = {}
-    pending: list[PendingBlob] = []
+    blobs = PayloadBatch()
     with transaction.atomic():
         trace_ids = sorted({r.trace_id for r in records})
         owners = traces_lock(trace_ids)
@@ -205,27 +204,25 @@ def _ingest_postgresql(batch: _Batch, records: list[SpanRecord], redactor) -> No
                 if owner is not None and owner[1] != project_pk:
                     batch.reject_foreign()
                     continue
-                item = _prepare(record, redactor, shared, pending)
+                item = _prepare(record, redactor, shared, blobs)
                 if owner is None:
                     batch.new.setdefault(record.trace_id, []).append(item)
                     write_row(span_row(item, reserved[record.trace_id], now, texts))
                 else:
                     batch.existing.append((owner[0], item))
-        for blob in pending:  # the connection is free again
-            payload_store(data=blob.data, content_type=blob.content_type,
-                          redaction_mode=blob.mode)
+        blobs.store()  # the connection is free again
         traces_insert_new(batch.new_trace_rows(reserved))  # locked: no conflict possible
         ids = spans_upsert([span_row(item, pk, now, texts) for pk, item in batch.existing])
-        blob_traces = [reserved[t] for t, items in batch.new.items()
-                       if any(i.blobs for i in items)]
-        ids.update(span_pks(blob_traces))
         _finish(batch, ids, {t: reserved[t] for t in batch.new})
 
 
 def _ingest_sqlite(batch: _Batch, records: list[SpanRecord], redactor) -> None:
-    """Regex work never holds the database's one write lock: spans are prepared first."""
+    """Regex work and blob files never hold the database's one write lock: spans are
+    prepared, and their blobs stored, first."""
     shared: dict[int, dict] = {}
-    prepared = [_prepare(r, redactor, shared) for r in records]
+    blobs = PayloadBatch()
+    prepared = [_prepare(r, redactor, shared, blobs) for r in records]
+    blobs.store()
     now = batch.now
     with transaction.atomic():
         trace_ids = sorted({i.record.trace_id for i in prepared})
@@ -250,13 +247,14 @@ def _ingest_sqlite(batch: _Batch, records: list[SpanRecord], redactor) -> None:
 
 def _finish(batch: _Batch, ids: dict[tuple[int, str], int], created: dict[str, int]) -> None:
     """Inside the ingest transaction, once every span row is written (``ids``: span pks by
-    (trace pk, span id); ``created``: pks of the new traces): payload refs, the summaries of
-    the traces that existed, and the links from runs to their traces."""
+    (trace pk, span id), at least of the spans of traces that existed; ``created``: pks of the
+    new traces): payload refs, the summaries of the traces that existed, and the links from
+    runs to their traces."""
     spans = [(created[t], item) for t, items in batch.new.items() for item in items]
     spans += batch.existing
     _save_span_payload_refs(
-        [(ids[(pk, item.record.span_id)], item) for pk, item in spans if item.blobs],
-        replaced=[ids[(pk, item.record.span_id)] for pk, item in batch.existing],
+        spans, replaced=[ids[(pk, item.record.span_id)] for pk, item in batch.existing],
+        now=batch.now,
     )
     trace_summaries_refresh(trace_pks=sorted({pk for pk, _ in batch.existing}), now=batch.now)
     for run_id, trace_id in sorted({(i.run_id, i.record.trace_id) for _, i in spans
@@ -264,9 +262,10 @@ def _finish(batch: _Batch, ids: dict[tuple[int, str], int], created: dict[str, i
         run_link_trace(run_id=run_id, trace_id=trace_id, project_id=batch.project.pk)
 
 
-def _save_span_payload_refs(spans: list[tuple[int, _Prepared]], *,
-                            replaced: list[int]) -> None:
-    """Point PayloadRef rows at the spans (span pk, prepared span) whose values moved to blobs.
+def _save_span_payload_refs(spans: list[tuple[int, _Prepared]], *, replaced: list[int],
+                            now: datetime) -> None:
+    """Point PayloadRef rows at the spans (trace pk, prepared span) whose values moved to
+    blobs, with one statement.
 
     ``replaced``: pks of re-sent spans, whose old refs go first (a span of a trace created by
     this batch is a new row and has none)."""
@@ -278,12 +277,11 @@ def _save_span_payload_refs(spans: list[tuple[int, _Prepared]], *,
             cursor.execute(
                 f"DELETE FROM {PayloadRef._meta.db_table} WHERE span_id IN ({marks})", replaced
             )
-    refs = [
-        PayloadRef(blob_id=b.sha256, span_id=pk, role=b.role, json_path=b.json_path[:512])
-        for pk, item in spans for b in item.blobs
-    ]
-    if refs:
-        PayloadRef.objects.bulk_create(refs)
+    span_payload_refs_insert(
+        [(b.sha256, trace_pk, item.record.span_id, b.role, b.json_path[:512])
+         for trace_pk, item in spans for b in item.blobs],
+        now=now,
+    )
 
 
 def _note(result: IngestResult, reason: str) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from payloads.store import payload_address, payload_store
+from payloads.store import PayloadBatch
 from tracefoundry.jsonio import PREVIEW_CHARS, dumps
 
 REF_PREFIX = "tracefoundry.payload."
@@ -69,22 +69,13 @@ def _oversize(value, limit: int) -> tuple[bytes | None, str]:
     return None, ""
 
 
-@dataclass(frozen=True)
-class PendingBlob:
-    """A blob ``externalize`` addressed but left for the caller to store (``payload_store``)."""
-
-    data: bytes
-    content_type: str
-    mode: str
-
-
 def externalize(attributes: dict, *, path: str, mode: str, blobs: list[SpanBlob],
-                pending: list[PendingBlob] | None = None) -> dict:
+                batch: PayloadBatch) -> dict:
     """Return ``attributes`` with oversize values replaced by a preview plus a ref attribute.
 
-    With ``pending``, the blobs are not written: they are appended there, and the caller must
-    store them before the rows that reference them commit (the ingest does this after its COPY,
-    during which the connection cannot run other queries)."""
+    The values go into ``batch``, addressed but not stored yet: the caller stores the batch
+    before the rows that reference them commit (the ingest does this after its COPY, during
+    which the connection cannot run other queries)."""
     limit = settings.TRACEFOUNDRY_SPAN_INLINE_LIMIT
     quarter = limit // 4  # a str of at most this many characters cannot exceed the limit
     out = None
@@ -97,11 +88,7 @@ def externalize(attributes: dict, *, path: str, mode: str, blobs: list[SpanBlob]
             continue
         if out is None:
             out = dict(attributes)
-        if pending is None:
-            stored = payload_store(data=data, content_type=content_type, redaction_mode=mode)
-        else:
-            stored = payload_address(data=data, content_type=content_type)
-            pending.append(PendingBlob(data, content_type, mode))
+        stored = batch.add(data=data, content_type=content_type, redaction_mode=mode)
         role = role_for(key)
         ref_key = f"{REF_PREFIX}{role}_ref"
         if ref_key in out:  # two values of one role: name the ref after the attribute instead

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection
 
+from payloads.models import PayloadRef
 from tracefoundry.jsonio import dumps
 
 SPAN_COLUMNS = (
@@ -94,6 +96,43 @@ def _upsert_sqlite(rows: list[tuple]) -> dict[tuple[int, str], int]:
             params,
         )
     return span_pks(sorted({row[0] for row in rows}))
+
+
+_REF_INSERT = (
+    "INSERT INTO {table} (blob_id, span_id, role, json_path, created_at) "
+    "SELECT v.blob_id, s.id, v.role, v.json_path, %s FROM {values} "
+    "JOIN traces_span s ON s.trace_id = v.trace_pk AND s.span_id = v.span_id"
+)
+_REF_VALUES_POSTGRESQL = (  # one array per column: one statement, whatever the number of refs
+    "unnest(%s::varchar[], %s::bigint[], %s::varchar[], %s::varchar[], %s::varchar[]) "
+    "AS v(blob_id, trace_pk, span_id, role, json_path)"
+)
+_SQLITE_REFS_PER_INSERT = 1000  # 5 parameters each: far below SQLite's 32,766
+
+
+def span_payload_refs_insert(refs: list[tuple[str, int, str, str, str]], *,
+                             now: datetime) -> None:
+    """Insert PayloadRef rows for spans named by (trace pk, span id), with one statement that
+    finds the span primary keys itself: the spans COPYed in by the ingest need no query to
+    fetch their keys first. ``refs``: (blob sha256, trace pk, span id, role, json path)."""
+    if not refs:
+        return
+    table = PayloadRef._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                _REF_INSERT.format(table=table, values=_REF_VALUES_POSTGRESQL),
+                [now, *(list(column) for column in zip(*refs, strict=True))],
+            )
+            return
+        now = connection.ops.adapt_datetimefield_value(now)
+        for start in range(0, len(refs), _SQLITE_REFS_PER_INSERT):
+            part = refs[start:start + _SQLITE_REFS_PER_INSERT]
+            values = ("(WITH v(blob_id, trace_pk, span_id, role, json_path) AS (VALUES "
+                      + ", ".join(["(%s, %s, %s, %s, %s)"] * len(part))
+                      + ") SELECT * FROM v) AS v")
+            cursor.execute(_REF_INSERT.format(table=table, values=values),
+                           [now, *(value for ref in part for value in ref)])
 
 
 def span_pks(trace_pks: list[int]) -> dict[tuple[int, str], int]:

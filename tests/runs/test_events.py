@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -210,6 +211,37 @@ def test_long_strings_become_preview_and_blob(engineer_client, run, payload_dir)
                          format="json")
     assert PayloadBlob.objects.count() == 1
     assert len(list(payload_dir.rglob("*.zst"))) == 1
+
+
+def test_a_batch_of_events_stores_its_blobs_together(engineer_client, run, payload_dir):
+    """Each distinct long string once, with as many queries for 21 blobs as for one."""
+    from django.test.utils import CaptureQueriesContext
+
+    from payloads.models import PayloadBlob, PayloadRef
+
+    def diffs(tag: str, n: int) -> list[dict]:
+        return [{"type": "patch_proposed", "payload": {"diff": f"{tag} {i}\n" + "line\n" * 2000}}
+                for i in range(n)]
+
+    def post(events: list[dict]) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            resp = engineer_client.post(url(run), events, format="json")
+        assert resp.status_code == 201, resp.content
+        return len(ctx.captured_queries)
+
+    post(diffs("warm", 1))
+    one = post(diffs("one", 1) + [{"type": "note"}] * 21)
+    shared = diffs("shared", 1)
+    many = post(diffs("many", 20) + shared * 2)
+
+    assert many == one
+    assert PayloadBlob.objects.count() == 1 + 1 + 20 + 1
+    assert len(list(payload_dir.rglob("*.zst"))) == PayloadBlob.objects.count()
+    shared_sha = hashlib.sha256(shared[0]["payload"]["diff"].encode()).hexdigest()
+    assert PayloadRef.objects.filter(blob_id=shared_sha).count() == 2
+    refs = RunEvent.objects.filter(run=run, type="patch_proposed").values_list(
+        "payload__diff__payload_ref", flat=True)
+    assert PayloadRef.objects.count() == len(refs) == 1 + 1 + 22
 
 
 def test_payload_over_64kb_is_capped(engineer_client, run):
