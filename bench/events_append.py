@@ -6,7 +6,7 @@ this measures, with the same realistic agent events:
 
 1. raw      plain SQL into ``runs_runevent`` for a real run: sqlite3 ``executemany`` (one
             transaction per batch); on PostgreSQL psycopg ``executemany`` and ``COPY``.
-2. service  ``runs.services.events_append`` in-process (a subprocess of this script that sets
+2. service  ``runs.services.event_append_batch`` in-process (a subprocess of this script that sets
             Django up against the same database), plus ``prepare_events`` alone (no database).
 3. API      ``POST /api/v1/runs/{id}/events`` with batches, against a real daphne server
             (DEBUG=0), one keep-alive client and N concurrent clients (one run each).
@@ -456,7 +456,7 @@ def phase_service(args) -> None:
     run_id = args.run_id
 
     def append(batch: list[dict]) -> None:
-        result = services.events_append(run_id=run_id, events=batch)
+        result = services.event_append_batch(run_id=run_id, events=batch)
         if result.accepted != len(batch):
             raise RuntimeError(f"accepted {result.accepted} of {len(batch)}")
 
@@ -478,7 +478,7 @@ def phase_service(args) -> None:
         services.run_start(run_id=run.id)
         batch = batches[0]
         prof = cProfile.Profile()
-        prof.runcall(services.events_append, run_id=run.id, events=batch)
+        prof.runcall(services.event_append_batch, run_id=run.id, events=batch)
         texts.append(profile_text(prof, f"service events_append, one {len(batch)}-event batch",
                                   own=12))
 

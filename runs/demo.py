@@ -43,7 +43,8 @@ def demo_runs_create(*, project: Project) -> int:
         ]),
     ):
         services.step_transition(run_id=run.id, step_id=step_id, action="start")
-        services.events_append(run_id=run.id, events=[dict(e, step_id=step_id) for e in events])
+        services.event_append_batch(run_id=run.id,
+                                    events=[dict(e, step_id=step_id) for e in events])
         services.step_transition(run_id=run.id, step_id=step_id, action="succeed")
     services.run_succeed(run_id=run.id, output={"patch": "parser.py", "tests": "10 passed"})
 
@@ -55,7 +56,7 @@ def demo_runs_create(*, project: Project) -> int:
     )
     for attempt in (1, 2):
         services.run_start(run_id=run.id, worker_id="demo-worker-2")
-        services.events_append(run_id=run.id, events=[
+        services.event_append_batch(run_id=run.id, events=[
             {"type": "log", "payload": {"stream": "stderr", "text": f"attempt {attempt}: timeout"}},
         ])
         services.run_fail(run_id=run.id, error="TimeoutError: upstream did not answer in 30s",
@@ -69,7 +70,7 @@ def demo_runs_create(*, project: Project) -> int:
     services.run_start(run_id=run.id, worker_id="demo-worker-1")
     (fetch,) = _steps(run.id, ["fetch"])
     services.step_transition(run_id=run.id, step_id=fetch, action="start")
-    services.events_append(run_id=run.id, events=[
+    services.event_append_batch(run_id=run.id, events=[
         {"type": "progress", "payload": {"completed": 3, "total": 10, "message": "issues read"}},
         {"type": "note", "payload": {"text": "Skipping closed issues."}},
     ])

@@ -1,7 +1,7 @@
 """Projects, runs, steps and the append-only run event stream.
 
 Run and Step rows are a projection of the RunEvent stream (see runs/projections.py); only the
-services in runs/services.py write them.
+services in runs/services/ write them.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class Run(models.Model):
                 name="run_unfinished_idx",
                 condition=Q(state__in=["queued", "running"]),
             ),
-            # The claim's scan: queued runs oldest first (runs/queue.py), without sorting them.
+            # The claim's scan: queued runs oldest first (runs/services/queue.py), unsorted.
             models.Index(
                 fields=["created_at", "id"], name="run_queued_idx", condition=Q(state="queued"),
             ),

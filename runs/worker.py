@@ -6,7 +6,7 @@ about cancel requests) and runs the reaper on a schedule; on PostgreSQL a listen
 the main thread on ``NOTIFY``, otherwise it polls.
 
 Succeeded jobs are reported in batches: a slot hands the run back to the main thread, which
-succeeds every run finished meanwhile at once (``services.runs_succeed``: one statement on
+succeeds every run finished meanwhile at once (``services.run_succeed_batch``: one statement on
 PostgreSQL, each run with its own ``run.succeeded`` event) before it claims again. The run stays
 in hand (heartbeated) until then. Failures and cancels are reported by the slot right away.
 
@@ -42,7 +42,7 @@ from django.db import close_old_connections, connection
 from runs import services
 from runs.jobs import JobCanceled, JobContext, JobError, JobLost, job_for, jobs_discover
 from runs.models import Run
-from runs.queue import run_claim_next, run_release, runs_heartbeat, runs_reap
+from runs.services import run_claim_next, run_heartbeat_batch, run_release, runs_reap
 from runs.wakeup import QueueListener, listener_supported
 from runs.worker_registry import (
     worker_beat,
@@ -149,7 +149,7 @@ class _LogSink:
         if not events:
             return
         try:
-            services.events_append(run_id=self.ctx.run_id, events=events, source="worker",
+            services.event_append_batch(run_id=self.ctx.run_id, events=events, source="worker",
                                    worker_id=self.ctx.worker_id)
         except Exception:
             log.warning(logfmt("job.log_lost", run_id=self.ctx.run_id, chunks=len(events)),
@@ -236,7 +236,7 @@ class Worker:
         self._in_hand: dict[str, tuple[JobContext, _LogSink]] = {}
         self._finished: list[_Finished] = []  # succeeded jobs not reported yet (under _lock)
         self._finished_since = 0.0  # monotonic() when the oldest of them finished
-        self._recent_outputs: dict[bytes, tuple[str, float]] = {}  # see runs_succeed
+        self._recent_outputs: dict[bytes, tuple[str, float]] = {}  # see run_succeed_batch
         self.executed = 0
         self.report_batches = 0
         self._threads: list[threading.Thread] = []
@@ -310,7 +310,7 @@ class Worker:
 
     def _claim(self, free: int) -> list[JobContext]:
         try:
-            runs = run_claim_next(self.worker_id, self.kinds, free)
+            runs = run_claim_next(worker_id=self.worker_id, kinds=self.kinds, limit=free)
         except Exception:
             log.exception(logfmt("worker.claim_failed", worker=self.worker_id))
             close_old_connections()
@@ -446,7 +446,7 @@ class Worker:
             return
         self.report_batches += 1
         try:
-            results: dict[str, Any] | None = services.runs_succeed(
+            results: dict[str, Any] | None = services.run_succeed_batch(
                 results=[(f.ctx.run_id, f.output) for f in batch], worker_id=self.worker_id,
                 recent_outputs=self._recent_outputs)
         except Exception:
@@ -507,7 +507,7 @@ class Worker:
         self._apply_beats([ctx.run_id])
 
     def _apply_beats(self, run_ids: list[str]) -> None:
-        beats = runs_heartbeat(worker_id=self.worker_id, run_ids=run_ids)
+        beats = run_heartbeat_batch(worker_id=self.worker_id, run_ids=run_ids)
         with self._lock:
             entries = {run_id: self._in_hand.get(run_id) for run_id in run_ids}
         for run_id, entry in entries.items():

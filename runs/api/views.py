@@ -12,7 +12,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from runs import envelope, queue, queue_selectors, selectors, services, wire
+from runs import envelope, queue_selectors, selectors, services, wire
 from runs.api import serializers as s
 from runs.api.filters import RunFilter
 from runs.models import Run
@@ -234,7 +234,7 @@ class RunClaimView(APIView):
     )
     def post(self, request):
         data = validated(s.RunClaimSerializer, request.data)
-        runs = queue.run_claim_external(
+        runs = services.run_claim_external(
             worker_id=data["worker_id"], kinds=data["kinds"], limit=data["limit"],
             project_id=access_for(request).project_id,
         )
@@ -250,7 +250,7 @@ class RunHeartbeatView(RunScopedView):
         responses={200: s.RunHeartbeatResultSerializer, **ERRORS,
                    409: error_response("The run is not running or not held by `worker_id`; "
                                        "`details.state` is its state")},
-        operation_id="runs_heartbeat",
+        operation_id="run_heartbeat_batch",
         description=(
             "Tells the server the worker holding the run is alive. `cancel_requested: true`: "
             "stop the job and acknowledge with `POST /runs/{id}/cancel` and your `worker_id`."
@@ -258,7 +258,7 @@ class RunHeartbeatView(RunScopedView):
     )
     def post(self, request, run_id: str):
         data = validated(s.RunHeartbeatSerializer, request.data)
-        beat = queue.run_heartbeat(run_id=run_id, worker_id=data["worker_id"],
+        beat = services.run_heartbeat(run_id=run_id, worker_id=data["worker_id"],
                                    project_id=access_for(request).project_id)
         return Response({"run_id": beat.run_id, "state": "running",
                          "heartbeat_at": wire.iso(beat.heartbeat_at),
@@ -361,7 +361,7 @@ class EventListCreateView(RunScopedView):
         origin = envelope.batch_origin(raw_events, from_api_key=access.api_key is not None)
         # The service checks the run exists (within a key's project) under its row lock, so
         # the hot path reads the run once.
-        result = services.events_append(
+        result = services.event_append_batch(
             run_id=run_id, events=raw_events, worker_id=origin.worker_id,
             project_id=access.project_id, source=origin.source, from_json=True,
         )

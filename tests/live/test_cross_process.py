@@ -31,7 +31,7 @@ def test_run_socket_follows_another_process_to_the_end(live_stack):
         first = receive_until(ws, lambda m: m["type"] == "run")[-1]["run"]
         assert first["state"] == "running"
         in_another_process(live_stack, (
-            f"services.events_append(run_id={run_id!r}, events=[{{'type': 'log', "
+            f"services.event_append_batch(run_id={run_id!r}, events=[{{'type': 'log', "
             "'payload': {'text': 'from a worker', 'stream': 'stdout'}}])\n"
             f"services.run_succeed(run_id={run_id!r})\n"))
         messages = receive_until(ws, lambda m: m["type"] == "end")
@@ -68,7 +68,7 @@ def test_project_sse_follows_runs_changed_by_another_process(live_stack):
                 if data["run_id"] == run_id and data["type"] == "run.started" and not appended:
                     appended = True  # caught up to our run: now change it elsewhere
                     in_another_process(live_stack, (
-                        f"services.events_append(run_id={run_id!r}, events=[{{'type': 'note', "
+                        f"services.event_append_batch(run_id={run_id!r}, events=[{{'type': 'note', "
                         "'payload': {'text': 'elsewhere'}}])\n"
                         f"services.run_fail(run_id={run_id!r}, error='boom', retryable=False)\n"))
                 if data["run_id"] == run_id and data["type"] == "run.failed":
@@ -108,7 +108,7 @@ def test_without_redis_another_process_reaches_the_socket(tmp_path):
                         additional_headers={"Authorization": f"Bearer {key}"}) as ws:
             receive_until(ws, lambda m: m["type"] == "run")
             in_another_process(stack, (
-                f"services.events_append(run_id={run_id!r}, events=[{{'type': 'note', "
+                f"services.event_append_batch(run_id={run_id!r}, events=[{{'type': 'note', "
                 "'payload': {'text': 'no redis here'}}])\n"))
             got = receive_until(ws, lambda m: m["type"] == "event"
                                 and m["event"]["type"] == "note")

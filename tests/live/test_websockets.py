@@ -72,7 +72,7 @@ async def next_run(ws) -> dict:
 
 
 def append(run_id: str, n: int, start: int = 0, **extra) -> list[int]:
-    result = services.events_append(
+    result = services.event_append_batch(
         run_id=run_id,
         events=[{"type": "note", "payload": {"n": start + i}, **extra} for i in range(n)],
     )
@@ -181,7 +181,7 @@ async def test_snapshot_first_then_catch_up_then_live(project, viewer):
     step = await database_sync_to_async(services.step_create)(run_id=run.id, name="build")
     await database_sync_to_async(services.step_transition)(
         run_id=run.id, step_id=step.id, action="start")
-    await database_sync_to_async(services.events_append)(run_id=run.id, events=[
+    await database_sync_to_async(services.event_append_batch)(run_id=run.id, events=[
         {"type": "log", "step_id": step.id, "payload": {"text": "compiling", "stream": "stdout"}}])
     ids = await database_sync_to_async(event_ids)(run.id)
 
@@ -213,7 +213,7 @@ async def test_last_log_line_per_step_is_pushed(project, viewer):
     snapshot = (await ws.receive_json_from())["run"]
     assert snapshot["steps"][0]["last_log"] is None
     await collect(ws, len(await database_sync_to_async(event_ids)(run.id)))
-    await database_sync_to_async(services.events_append)(run_id=run.id, events=[
+    await database_sync_to_async(services.event_append_batch)(run_id=run.id, events=[
         {"type": "log", "step_id": step.id, "payload": {"text": "line 1", "stream": "stdout"}},
         {"type": "log", "step_id": step.id, "payload": {"text": "oops", "stream": "stderr"}},
     ])

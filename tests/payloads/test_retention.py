@@ -58,7 +58,7 @@ def make_run(state: str = RunState.SUCCEEDED, *, payloads: tuple[str, ...] = (),
     notes = [{"type": "note", "step_id": step.id, "payload": {"i": i}} for i in range(events)]
     notes += [{"type": "patch_proposed", "payload": {"diff": text}} for text in payloads]
     if notes:
-        services.events_append(run_id=run.id, events=notes)
+        services.event_append_batch(run_id=run.id, events=notes)
     if state == RunState.SUCCEEDED:
         services.run_succeed(run_id=run.id)
     elif state == RunState.FAILED:

@@ -1,4 +1,4 @@
-"""Succeeded jobs reported in batches (``services.runs_succeed``): every run still gets its own
+"""Succeeded jobs reported in batches (``services.run_succeed_batch``): every run still gets its own
 ``run.succeeded`` event, chained to its own ``run.started``, and projections rebuild equal."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from payloads.store import REUSE_REFRESH_AFTER
 from runs import services
 from runs.models import Run, RunEvent, Step
 from runs.projections import RUN_PROJECTED_FIELDS, STEP_PROJECTED_FIELDS
-from runs.queue import run_claim_next
+from runs.services import run_claim_next
 from tracefoundry.errors import DomainError
 from tracefoundry.jsonio import dumps
 
@@ -53,10 +53,10 @@ def assert_succeeded_once(run_id: str, output_ref: str) -> None:
 
 def test_runs_succeed_gives_each_run_its_own_event(project):
     runs = [enqueue(project, input={"n": i % 2}) for i in range(5)]
-    claimed = run_claim_next("w-batch", ["system.noop"], 5)
+    claimed = run_claim_next(worker_id="w-batch", kinds=["system.noop"], limit=5)
     assert {r.id for r in claimed} == {r.id for r in runs}
 
-    results = services.runs_succeed(
+    results = services.run_succeed_batch(
         results=[(r.id, {"n": i % 2}) for i, r in enumerate(runs)], worker_id="w-batch")
 
     assert set(results) == {r.id for r in runs}
@@ -70,8 +70,8 @@ def test_runs_succeed_gives_each_run_its_own_event(project):
 
 def test_projections_rebuild_equal_after_batch(project):
     runs = [enqueue(project) for _ in range(4)]
-    run_claim_next("w-batch", ["system.noop"], 4)
-    services.runs_succeed(results=[(r.id, {}) for r in runs], worker_id="w-batch")
+    run_claim_next(worker_id="w-batch", kinds=["system.noop"], limit=4)
+    services.run_succeed_batch(results=[(r.id, {}) for r in runs], worker_id="w-batch")
     expected = snapshot()
     Run.objects.update(state="running", event_count=0, finished_at=None, output_ref="junk")
     call_command("rebuild_projections", stdout=io.StringIO())
@@ -80,10 +80,10 @@ def test_projections_rebuild_equal_after_batch(project):
 
 def test_runs_not_held_get_the_error_run_succeed_raises(project):
     mine, theirs, queued = enqueue(project), enqueue(project), enqueue(project, "agent.x")
-    run_claim_next("w-batch", ["system.noop"], 1)  # the oldest: ``mine``
-    run_claim_next("w-other", ["system.noop"], 1)
+    run_claim_next(worker_id="w-batch", kinds=["system.noop"], limit=1)  # the oldest: ``mine``
+    run_claim_next(worker_id="w-other", kinds=["system.noop"], limit=1)
 
-    results = services.runs_succeed(
+    results = services.run_succeed_batch(
         results=[(mine.id, None), (theirs.id, None), (queued.id, None)], worker_id="w-batch")
 
     assert isinstance(results[mine.id], Run)
@@ -98,11 +98,11 @@ def test_runs_not_held_get_the_error_run_succeed_raises(project):
 
 def test_run_with_open_step_takes_the_general_path(project):
     run = enqueue(project)
-    run_claim_next("w-batch", ["system.noop"], 1)
+    run_claim_next(worker_id="w-batch", kinds=["system.noop"], limit=1)
     step = services.step_create(run_id=run.id, name="left open")
     services.step_transition(run_id=run.id, step_id=step.id, action="start")
 
-    results = services.runs_succeed(results=[(run.id, None)], worker_id="w-batch")
+    results = services.run_succeed_batch(results=[(run.id, None)], worker_id="w-batch")
 
     assert results[run.id].state == "succeeded"
     types = [e.type for e in lifecycle(run.id)]
@@ -127,26 +127,26 @@ def test_recent_outputs_are_remembered_only_outside_transactions(project):
     # Inside a transaction (this test's) the blob is not committed yet: nothing is remembered.
     recent: dict = {}
     run = enqueue(project)
-    run_claim_next("w-batch", ["system.noop"], 1)
-    services.runs_succeed(results=[(run.id, {"same": 1})], worker_id="w-batch",
+    run_claim_next(worker_id="w-batch", kinds=["system.noop"], limit=1)
+    services.run_succeed_batch(results=[(run.id, {"same": 1})], worker_id="w-batch",
                           recent_outputs=recent)
     assert recent == {}
 
 
 def test_recent_outputs_skip_the_lookup_until_they_expire(project):
     first, second = enqueue(project), enqueue(project)
-    run_claim_next("w-batch", ["system.noop"], 2)
+    run_claim_next(worker_id="w-batch", kinds=["system.noop"], limit=2)
     data = dumps({"same": 1}).encode("utf-8")
     ref = "sha256:" + hashlib.sha256(data).hexdigest()
     # Remembered and fresh: no lookup, no store (the entry says the blob is there).
     recent = {data: (ref, time.monotonic() + 60)}
-    services.runs_succeed(results=[(first.id, {"same": 1})], worker_id="w-batch",
+    services.run_succeed_batch(results=[(first.id, {"same": 1})], worker_id="w-batch",
                           recent_outputs=recent)
     assert_succeeded_once(first.id, ref)
     assert not PayloadBlob.objects.exists()
     # Expired: stored again (a blob retention deleted meanwhile comes back).
     recent[data] = (ref, time.monotonic() - 1)
-    services.runs_succeed(results=[(second.id, {"same": 1})], worker_id="w-batch",
+    services.run_succeed_batch(results=[(second.id, {"same": 1})], worker_id="w-batch",
                           recent_outputs=recent)
     assert_succeeded_once(second.id, ref)
     assert PayloadBlob.objects.filter(sha256=ref.removeprefix("sha256:")).exists()

@@ -14,7 +14,7 @@ from django.utils import timezone
 from runs import services
 from runs.models import Run, RunEvent
 from runs.projections import RUN_PROJECTED_FIELDS
-from runs.queue import run_claim_next
+from runs.services import run_claim_next
 from tests.runs.factories import RunFactory
 from tracefoundry.errors import InvalidInput
 
@@ -27,37 +27,38 @@ def enqueue(project, kind="test.job", **kwargs) -> Run:
 class TestClaim:
     def test_claims_oldest_due_runs_first(self, project):
         runs = [enqueue(project, input={"n": n}) for n in range(3)]
-        claimed = run_claim_next("w-1", limit=2)
+        claimed = run_claim_next(worker_id="w-1", limit=2)
         assert [r.id for r in claimed] == [runs[0].id, runs[1].id]
         for run in claimed:
             assert run.state == "running" and run.attempt == 1 and run.claimed_by == "w-1"
             assert run.heartbeat_at == run.claimed_at and run.started_at
             assert run.input in ({"n": 0}, {"n": 1})
-        assert [r.id for r in run_claim_next("w-2", limit=5)] == [runs[2].id]
-        assert run_claim_next("w-3") == []
+        assert [r.id for r in run_claim_next(worker_id="w-2", limit=5)] == [runs[2].id]
+        assert run_claim_next(worker_id="w-3") == []
 
     def test_future_run_after_is_not_claimed(self, project):
         later = enqueue(project, run_after=timezone.now() + timedelta(hours=1))
         due = enqueue(project, run_after=timezone.now() - timedelta(seconds=1))
-        assert [r.id for r in run_claim_next("w", limit=10)] == [due.id]
+        assert [r.id for r in run_claim_next(worker_id="w", limit=10)] == [due.id]
         later.refresh_from_db()
         assert later.state == "queued"
 
     def test_kinds_filter(self, project):
         a = enqueue(project, kind="kind.a")
         b = enqueue(project, kind="kind.b")
-        assert [r.id for r in run_claim_next("w", ["kind.b", "kind.c"], limit=10)] == [b.id]
-        assert [r.id for r in run_claim_next("w", kinds=[], limit=10)] == [a.id]
+        claimed = run_claim_next(worker_id="w", kinds=["kind.b", "kind.c"], limit=10)
+        assert [r.id for r in claimed] == [b.id]
+        assert [r.id for r in run_claim_next(worker_id="w", kinds=[], limit=10)] == [a.id]
 
     def test_project_confinement(self, project, other_project):
         enqueue(other_project)
         mine = enqueue(project)
-        claimed = run_claim_next("w", limit=10, project_id=project.id)
+        claimed = run_claim_next(worker_id="w", limit=10, project_id=project.id)
         assert [r.id for r in claimed] == [mine.id]
 
     def test_records_a_started_event_chained_to_the_previous_one(self, project):
         run = enqueue(project)
-        run_claim_next("w-9")
+        run_claim_next(worker_id="w-9")
         events = list(RunEvent.objects.filter(run=run).order_by("id"))
         assert [e.type for e in events] == ["run.created", "run.started"]
         started = events[1]
@@ -70,9 +71,9 @@ class TestClaim:
     def test_a_retried_run_is_claimed_again_with_the_next_attempt(self, project, settings):
         settings.TRACEFOUNDRY_RETRY_BASE_SECONDS = 0
         run = enqueue(project, max_attempts=3)
-        run_claim_next("w-1")
+        run_claim_next(worker_id="w-1")
         services.run_fail(run_id=run.id, error="flaky", retryable=True, worker_id="w-1")
-        (again,) = run_claim_next("w-2")
+        (again,) = run_claim_next(worker_id="w-2")
         assert again.id == run.id and again.attempt == 2 and again.claimed_by == "w-2"
         types = list(RunEvent.objects.filter(run=run).order_by("id").values_list("type",
                                                                                  flat=True))
@@ -81,7 +82,7 @@ class TestClaim:
     def test_projection_matches_a_rebuild(self, project):
         for n in range(4):
             enqueue(project, input={"n": n})
-        claimed = run_claim_next("w", limit=3)
+        claimed = run_claim_next(worker_id="w", limit=3)
         services.run_succeed(run_id=claimed[0].id, output={"ok": 1}, worker_id="w")
         services.run_fail(run_id=claimed[1].id, error="x", worker_id="w")
         before = list(Run.objects.order_by("id").values("id", *RUN_PROJECTED_FIELDS))
@@ -91,7 +92,7 @@ class TestClaim:
     def test_only_queued_runs_are_claimed(self, project):
         for state in ("running", "succeeded", "failed", "canceled"):
             RunFactory(state=state, kind="test.job")
-        assert run_claim_next("w", limit=10) == []
+        assert run_claim_next(worker_id="w", limit=10) == []
 
     @pytest.mark.parametrize("args", [
         {"worker_id": ""}, {"worker_id": "w" * 201}, {"worker_id": "w", "limit": 0},
@@ -122,7 +123,8 @@ def test_concurrent_claimers_never_share_a_run(project):
             barrier.wait()
             empty = 0
             while empty < 2:
-                got = run_claim_next(f"w-{i}", ["race.job"], limit=rng.choice([1, 2, 5, 10]))
+                got = run_claim_next(worker_id=f"w-{i}", kinds=["race.job"],
+                                     limit=rng.choice([1, 2, 5, 10]))
                 claims[i] += [(f"w-{i}", r.id) for r in got]
                 empty = 0 if got else empty + 1
         except BaseException as exc:  # pragma: no cover - reported below

@@ -9,7 +9,6 @@ from django.utils import timezone
 
 from runs import services
 from runs.models import Run
-from runs.queue import run_claim_next
 from runs.queue_selectors import (
     Distribution,
     enqueue_start_latency,
@@ -18,6 +17,7 @@ from runs.queue_selectors import (
     queue_oldest_age,
     run_outcomes,
 )
+from runs.services import run_claim_next
 
 pytestmark = pytest.mark.django_db
 
@@ -31,9 +31,9 @@ def test_depth_by_kind_and_state(project):
         enqueue(project, "k.a")
     enqueue(project, "k.b")
     enqueue(project, "k.b", run_after=timezone.now() + timedelta(hours=1))
-    run_claim_next("w", ["k.a"], limit=2)
+    run_claim_next(worker_id="w", kinds=["k.a"], limit=2)
     done = enqueue(project, "k.c")
-    run_claim_next("w", ["k.c"])
+    run_claim_next(worker_id="w", kinds=["k.c"])
     services.run_succeed(run_id=done.id)
     assert queue_depth() == {("k.a", "queued"): 1, ("k.a", "running"): 2,
                              ("k.b", "queued"): 2}
@@ -55,7 +55,7 @@ def test_enqueue_to_start_latency(project):
     assert enqueue_start_latency(since=since) == Distribution(0, None, None, None, None)
     for _ in range(4):
         enqueue(project)
-    run_claim_next("w", limit=4)
+    run_claim_next(worker_id="w", limit=4)
     stats = enqueue_start_latency(since=since)
     assert stats.count == 4
     assert 0 <= stats.p50_ms <= stats.p95_ms <= stats.max_ms
@@ -65,7 +65,7 @@ def test_enqueue_to_start_latency(project):
 def test_durations_and_success_rate(project):
     since = timezone.now() - timedelta(seconds=1)
     runs = [enqueue(project) for _ in range(5)]
-    run_claim_next("w", limit=5)
+    run_claim_next(worker_id="w", limit=5)
     services.run_succeed(run_id=runs[0].id)
     services.run_succeed(run_id=runs[1].id)
     services.run_succeed(run_id=runs[2].id)

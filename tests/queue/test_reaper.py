@@ -10,7 +10,7 @@ from django.utils import timezone
 from runs import services
 from runs.models import Run, RunEvent, Step
 from runs.projections import RUN_PROJECTED_FIELDS, STEP_PROJECTED_FIELDS
-from runs.queue import run_claim_next, run_heartbeat, run_release, runs_heartbeat, runs_reap
+from runs.services import run_claim_next, run_heartbeat, run_heartbeat_batch, run_release, runs_reap
 from tracefoundry.errors import InvalidTransition, NotFound
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def claimed(project, worker="w-1", **kwargs) -> Run:
     services.run_enqueue(project=project, kind="test.job", **kwargs)
-    (run,) = run_claim_next(worker)
+    (run,) = run_claim_next(worker_id=worker)
     return run
 
 
@@ -61,7 +61,7 @@ def test_heartbeat_of_a_run_not_held_is_refused(project, other_project):
 
 def test_bulk_heartbeat_answers_only_for_runs_still_held(project):
     mine, theirs = claimed(project, "w-1"), claimed(project, "w-2")
-    beats = runs_heartbeat(worker_id="w-1", run_ids=[mine.id, theirs.id, "run_nope"])
+    beats = run_heartbeat_batch(worker_id="w-1", run_ids=[mine.id, theirs.id, "run_nope"])
     assert set(beats) == {mine.id}
 
 
@@ -80,7 +80,7 @@ def test_reaper_requeues_a_stalled_run(project):
     fresh.refresh_from_db()
     assert fresh.state == "running"
     # The next claim runs it again: attempt 2.
-    (again,) = run_claim_next("w-3")
+    (again,) = run_claim_next(worker_id="w-3")
     assert again.id == run.id and again.attempt == 2
 
 
@@ -158,7 +158,7 @@ def test_hand_backs_never_spend_attempts(project):
         run.refresh_from_db()
         assert (run.state, run.attempt) == ("queued", 0)
         assert last_event(run).payload["counts_as_attempt"] is False
-        (run,) = run_claim_next(f"w-{n + 2}")
+        (run,) = run_claim_next(worker_id=f"w-{n + 2}")
         assert run.attempt == 1
     assert list(RunEvent.objects.filter(run=run, type="run.started")
                 .values_list("payload__attempt", flat=True)) == [1] * 5
@@ -167,17 +167,17 @@ def test_hand_backs_never_spend_attempts(project):
 def test_a_hand_back_then_a_crash_leaves_attempts_to_retry(project):
     run = claimed(project, max_attempts=2)
     run_release(run_id=run.id, worker_id="w-1")
-    (run,) = run_claim_next("w-2")
+    (run,) = run_claim_next(worker_id="w-2")
     age_heartbeat(run, 120)  # w-2 was SIGKILLed
     assert runs_reap(stall_timeout=60).requeued == [run.id]
-    (run,) = run_claim_next("w-3")
+    (run,) = run_claim_next(worker_id="w-3")
     assert run.attempt == 2
 
 
 def test_projections_rebuild_after_hand_backs(project):
     run = claimed(project, max_attempts=3)
     run_release(run_id=run.id, worker_id="w-1")
-    run_claim_next("w-2")
+    run_claim_next(worker_id="w-2")
     run.refresh_from_db()
     expected = {f: getattr(run, f) for f in RUN_PROJECTED_FIELDS}
     Run.objects.filter(pk=run.pk).update(attempt=7)

@@ -10,8 +10,7 @@ from django.utils.dateparse import parse_datetime
 
 from runs import services
 from runs.models import Run, RunEvent
-from runs.queue import run_claim_next
-from runs.services import retry_delay
+from runs.services import retry_delay, run_claim_next
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +30,7 @@ def test_retryable_failures_requeue_with_backoff_until_max_attempts(project, set
     settings.TRACEFOUNDRY_RETRY_BASE_SECONDS = 4
     run, _ = services.run_enqueue(project=project, kind="test.job", max_attempts=3)
     for attempt in (1, 2):
-        (claimed,) = run_claim_next("w")
+        (claimed,) = run_claim_next(worker_id="w")
         assert claimed.attempt == attempt
         before = timezone.now()
         failed = services.run_fail(run_id=run.id, error="flaky", retryable=True, worker_id="w")
@@ -44,10 +43,10 @@ def test_retryable_failures_requeue_with_backoff_until_max_attempts(project, set
         assert parse_datetime(event.payload["run_after"]) == failed.run_after
         # Not claimable before its backoff ends (unless the jitter drew ~0).
         if failed.run_after > timezone.now() + timedelta(milliseconds=200):
-            assert run_claim_next("w") == []
+            assert run_claim_next(worker_id="w") == []
         # The backoff ends (instead of waiting for it).
         Run.objects.filter(pk=run.pk).update(run_after=timezone.now())
-    run_claim_next("w")
+    run_claim_next(worker_id="w")
     final = services.run_fail(run_id=run.id, error="still flaky", retryable=True, worker_id="w")
     assert final.state == "failed" and final.attempt == 3
 
@@ -56,12 +55,12 @@ def test_cancel_of_a_queued_run_is_immediate(engineer_client, project):
     run, _ = services.run_enqueue(project=project, kind="test.job")
     resp = engineer_client.post(f"/api/v1/runs/{run.id}/cancel", {"reason": "no"}, format="json")
     assert resp.status_code == 200 and resp.json()["state"] == "canceled"
-    assert run_claim_next("w") == []
+    assert run_claim_next(worker_id="w") == []
 
 
 def test_cancel_of_a_running_run_is_requested_then_acknowledged(engineer_client, project):
     services.run_enqueue(project=project, kind="test.job")
-    (run,) = run_claim_next("w-1")
+    (run,) = run_claim_next(worker_id="w-1")
     resp = engineer_client.post(f"/api/v1/runs/{run.id}/cancel", {}, format="json")
     assert resp.status_code == 202 and resp.json()["state"] == "running"
     assert resp.json()["cancel_requested_at"]

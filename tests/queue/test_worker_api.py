@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group
 
 from runs import services
 from runs.models import Run, RunEvent
-from runs.queue import run_claim_next
+from runs.services import run_claim_next
 from tests.conftest import client_for
 from tests.runs.factories import RunFactory
 from tests.tracefoundry.factories import UserFactory
@@ -85,7 +85,7 @@ def test_worker_endpoints_are_for_worker_keys_only(principal, endpoint, make_key
         resp = claim(client)
     else:
         services.run_enqueue(project=project, kind="held.job")
-        (run,) = run_claim_next("ext-1", ["held.job"])
+        (run,) = run_claim_next(worker_id="ext-1", kinds=["held.job"])
         resp = client.post(f"/api/v1/runs/{run.id}/heartbeat", {"worker_id": "ext-1"},
                            format="json")
     if principal == "key:worker":

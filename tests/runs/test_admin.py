@@ -57,9 +57,9 @@ def test_run_page_shows_steps_events_and_link(client, admin_user, demo):
 
 def test_event_inline_is_capped_to_the_runs_newest_events(client, admin_user, project):
     run = RunFactory(state="running")
-    services.events_append(run_id=run.id, events=[{"type": "note"}] * 120)
+    services.event_append_batch(run_id=run.id, events=[{"type": "note"}] * 120)
     newer = RunFactory(state="running")  # another run's events are newer than all of them
-    services.events_append(run_id=newer.id, events=[{"type": "note"}] * 60)
+    services.event_append_batch(run_id=newer.id, events=[{"type": "note"}] * 60)
     client.force_login(admin_user)
     page = client.get(f"/admin/runs/run/{run.pk}/change/").content.decode()
     rows = page.count('<td class="field-seq">')

@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from runs import lifecycle as lc
-from runs import queue, services
+from runs import services
 from runs.models import Run, RunEvent, Step
 from runs.projections import RUN_PROJECTED_FIELDS, STEP_PROJECTED_FIELDS
 
@@ -70,12 +70,12 @@ def enqueue(project, n: int, **extra) -> list[str]:
 def test_claim_statement_writes_the_projection_of_run_started(project):
     ids = enqueue(project, 3, max_attempts=3)
     with CaptureQueriesContext(connection) as queries:
-        claimed = queue.run_claim_next(worker_id="parity-w1", kinds=["parity.job"], limit=3)
+        claimed = services.run_claim_next(worker_id="parity-w1", kinds=["parity.job"], limit=3)
     assert ran(queries, CLAIM_SQL) and len(claimed) == 3
     # A retried run is claimed again by the same statement: attempt 2, run_after cleared.
     services.run_fail(run_id=ids[0], error="flaky", retryable=True, worker_id="parity-w1")
     with CaptureQueriesContext(connection) as queries:
-        again = queue.run_claim_next(worker_id="parity-w2", kinds=["parity.job"], limit=1)
+        again = services.run_claim_next(worker_id="parity-w2", kinds=["parity.job"], limit=1)
     assert ran(queries, CLAIM_SQL) and [r.id for r in again] == [ids[0]]
     assert Run.objects.get(pk=ids[0]).attempt == 2
 
@@ -91,7 +91,7 @@ def test_claim_statement_writes_the_projection_of_run_started(project):
 
 def test_append_statement_writes_the_projection_of_agent_events(project):
     ids = enqueue(project, 2)
-    queue.run_claim_next(worker_id="parity-w1", kinds=["parity.job"], limit=2)
+    services.run_claim_next(worker_id="parity-w1", kinds=["parity.job"], limit=2)
     step = services.step_create(run_id=ids[0], name="plan")
     batches = [
         [{"type": "note", "payload": {"text": "thinking about case 0"}}],
@@ -103,10 +103,11 @@ def test_append_statement_writes_the_projection_of_agent_events(project):
     ]
     for batch in batches:
         with CaptureQueriesContext(connection) as queries:
-            services.events_append(run_id=ids[0], events=batch, worker_id="parity-w1")
+            services.event_append_batch(run_id=ids[0], events=batch, worker_id="parity-w1")
         assert ran(queries, APPEND_SQL)
     with CaptureQueriesContext(connection) as queries:
-        services.events_append(run_id=ids[1], events=[{"type": "error"}], worker_id="parity-w1")
+        services.event_append_batch(run_id=ids[1], events=[{"type": "error"}],
+                                    worker_id="parity-w1")
     assert ran(queries, APPEND_SQL)
 
     run = Run.objects.get(pk=ids[0])
@@ -116,10 +117,10 @@ def test_append_statement_writes_the_projection_of_agent_events(project):
 
 def test_succeed_statement_writes_the_projection_of_run_succeeded(project):
     ids = enqueue(project, 4)
-    queue.run_claim_next(worker_id="parity-w1", kinds=["parity.job"], limit=4)
-    services.events_append(run_id=ids[0], events=[{"type": "note"}], worker_id="parity-w1")
+    services.run_claim_next(worker_id="parity-w1", kinds=["parity.job"], limit=4)
+    services.event_append_batch(run_id=ids[0], events=[{"type": "note"}], worker_id="parity-w1")
     with CaptureQueriesContext(connection) as queries:
-        done = services.runs_succeed(
+        done = services.run_succeed_batch(
             results=[(run_id, {"answer": f"result {i}", "n": i}) for i, run_id in
                      enumerate(ids[:3])],
             worker_id="parity-w1")

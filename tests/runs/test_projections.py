@@ -29,7 +29,7 @@ def test_rebuild_restores_corrupted_projections(project):
     services.run_fail(run_id=retried.id, error="flaky", retryable=True)
     services.run_start(run_id=retried.id, worker_id="w2")
     services.step_create(run_id=retried.id, name="half-done")
-    services.events_append(run_id=retried.id, events=[{"type": "error", "payload": {"m": 1}}])
+    services.event_append_batch(run_id=retried.id, events=[{"type": "error", "payload": {"m": 1}}])
     services.run_cancel(run_id=retried.id)
     services.run_cancel(run_id=retried.id, force=True)
     expected = snapshot()
@@ -52,7 +52,7 @@ def test_rebuild_restores_corrupted_projections(project):
 
 def test_counts_match_the_stream(project):
     run = RunFactory(state="running")
-    services.events_append(run_id=run.id, events=[{"type": "note"}, {"type": "error"}])
+    services.event_append_batch(run_id=run.id, events=[{"type": "note"}, {"type": "error"}])
     run.refresh_from_db()
     assert run.event_count == RunEvent.objects.filter(run=run).count() == 4
     assert run.error_count == 1

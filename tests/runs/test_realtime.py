@@ -36,7 +36,7 @@ async def receive(channel: str, timeout: float = 2.0):
 async def test_committed_events_are_broadcast_to_run_and_project(project):
     run = await database_sync_to_async(RunFactory)(state="running")
     on_run, on_project = await listen(run_group(run.id)), await listen(project_group("default"))
-    await database_sync_to_async(services.events_append)(
+    await database_sync_to_async(services.event_append_batch)(
         run_id=run.id, events=[{"type": "note", "payload": {"n": 1}}])
     for channel in (on_run, on_project):
         message = await receive(channel)
@@ -50,7 +50,7 @@ async def test_committed_events_are_broadcast_to_run_and_project(project):
 async def test_big_batches_travel_as_an_id_range(project):
     run = await database_sync_to_async(RunFactory)(state="running")
     channel = await listen(run_group(run.id))
-    result = await database_sync_to_async(services.events_append)(
+    result = await database_sync_to_async(services.event_append_batch)(
         run_id=run.id, events=[{"type": "note"}] * 500)
     message = await receive(channel)
     assert message["events"] is None
@@ -65,7 +65,7 @@ async def test_rolled_back_events_are_never_broadcast(project):
 
     def append_then_fail():
         with pytest.raises(RuntimeError), transaction.atomic():
-            services.events_append(run_id=run.id, events=[{"type": "note"}])
+            services.event_append_batch(run_id=run.id, events=[{"type": "note"}])
             raise RuntimeError("the caller's transaction fails")
 
     await database_sync_to_async(append_then_fail)()
@@ -78,7 +78,7 @@ def test_a_broken_channel_layer_never_fails_the_write(project, settings):
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]},
     }}
-    result = services.events_append(run_id=run.id, events=[{"type": "note"}])
+    result = services.event_append_batch(run_id=run.id, events=[{"type": "note"}])
     assert result.accepted == 1
 
 

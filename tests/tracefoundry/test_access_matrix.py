@@ -18,7 +18,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from payloads.models import PayloadRef
-from runs.services import events_append, step_create
+from runs.services import event_append_batch, step_create
 from tests.conftest import client_for
 from tests.runs.factories import RunFactory
 from tests.tracefoundry.factories import UserFactory
@@ -139,7 +139,7 @@ def _world(project) -> dict:
     run = RunFactory(state="running", kind="x")  # started by worker w-1
     queued = RunFactory(kind="x")
     step = step_create(run_id=run.id, name="s")
-    events_append(run_id=run.id, events=[{"type": "note", "payload": {"text": "y" * 20_000}}])
+    event_append_batch(run_id=run.id, events=[{"type": "note", "payload": {"text": "y" * 20_000}}])
     sha = PayloadRef.objects.filter(run_event__run=run).first().blob.sha256
     decoded = decode_request(json_request([json_span(TRACE_ID, SPAN_ID)]), "application/json")
     spans_ingest(project=project, records=decoded.spans)

@@ -1,7 +1,7 @@
 """The queue: claiming runs, heartbeats, the reaper, and handing a run back on shutdown.
 
 Every state change is a lifecycle event appended in the same transaction as the Run row update,
-exactly as in runs/services.py. The claim is the hot path: on PostgreSQL one
+through the ledger primitive (runs.services.ledger). The claim is the hot path: on PostgreSQL one
 ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n) RETURNING …`` claims a batch and
 applies what ``projections.apply_event`` does for ``run.started``, and one INSERT stores the
 batch's ``run.started`` events. Elsewhere (SQLite) the claim runs in the write transaction that
@@ -12,6 +12,7 @@ watches runs that have a heartbeat of their current attempt (``heartbeat_at >= c
 claimed here, or started through the API and heartbeating since), so an agent session started
 with ``/start`` that never heartbeats is never reaped.
 """
+
 
 from __future__ import annotations
 
@@ -29,26 +30,28 @@ from payloads.redaction import get_redactor
 from runs import lifecycle as lc
 from runs import wire
 from runs.models import Run, RunState
-from runs.services import (
-    LIFECYCLE_INSERT_SQL,
-    PREVIOUS_LIFECYCLE_SQL,
-    _append_lifecycle,
-    _check_transition,
-    _lock_run,
-    _open_steps,
-    _save_projection,
+from runs.projection_sql import claim_sql
+from runs.services.ledger import (
+    append_lifecycle,
+    check_transition,
     lifecycle_broadcast,
     lifecycle_changes,
     lifecycle_row,
-    refuse_credentials,
+    lock_run,
+    open_steps,
+    save_projection,
 )
+from runs.services.runs import refuse_credentials
 from runs.wakeup import workers_wake
 from runs.worker_registry import worker_beat, worker_seen
 from tracefoundry.errors import InvalidInput, InvalidTransition, NotFound
 
 log = logging.getLogger(__name__)
 
+
 CLAIM_LIMIT_MAX = 100
+
+
 WORKER_ID_MAX = 200
 
 
@@ -77,13 +80,11 @@ def _check_worker_id(worker_id: str) -> str:
     return refuse_credentials(worker_id, "worker_id")
 
 
-# --- claiming ---------------------------------------------------------------------------------
-
 def run_claim_next(
+    *,
     worker_id: str,
     kinds: Sequence[str] | None = None,
     limit: int = 1,
-    *,
     project_id: int | None = None,
     source: str = "worker",
 ) -> list[Run]:
@@ -115,7 +116,7 @@ def run_claim_external(
     online for the kinds it asks for, so runs of those kinds do not say they wait for nobody."""
     _check_worker_id(worker_id)
     worker_seen(worker_id=worker_id, kinds=kinds, project_id=project_id)
-    return run_claim_next(worker_id, kinds, limit, project_id=project_id)
+    return run_claim_next(worker_id=worker_id, kinds=kinds, limit=limit, project_id=project_id)
 
 
 def _wait_ms(now: datetime, due: datetime | None) -> int | None:
@@ -126,31 +127,7 @@ def _claim_postgresql(
     worker_id: str, kinds: list[str], limit: int, project_id: int | None, source: str,
     now: datetime,
 ) -> list[Run]:
-    filters = ""
-    if kinds:
-        filters += " AND kind = ANY(%(kinds)s)"
-    if project_id is not None:
-        filters += " AND project_id = %(project_id)s"
-    # Same effects as projections.apply_event(run.started): keep the two in step.
-    sql = (
-        "WITH picked AS (SELECT id, COALESCE(run_after, updated_at) AS due_at FROM runs_run"
-        " WHERE state = 'queued' AND (run_after IS NULL OR run_after <= %(at)s)" + filters +
-        " ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
-        "changed AS (UPDATE runs_run r SET state = 'running', attempt = r.attempt + 1,"
-        " claimed_by = %(worker_id)s, claimed_at = %(at)s, heartbeat_at = %(at)s,"
-        " run_after = NULL, started_at = COALESCE(r.started_at, %(at)s),"
-        " event_count = r.event_count + 1,"
-        " latest_event_at = GREATEST(COALESCE(r.latest_event_at, %(at)s), %(at)s),"
-        " updated_at = %(at)s FROM picked WHERE r.id = picked.id RETURNING r.*,"
-        " GREATEST(0, round(extract(epoch FROM %(at)s - picked.due_at) * 1000))::bigint"
-        f" AS wait_ms, {PREVIOUS_LIFECYCLE_SQL} AS previous_event_id), "
-        # The run.started payload as jsonio.dumps writes it: {"attempt", "worker_id",
-        # "wait_ms"}, compact.
-        "payloads AS (SELECT id AS run_id, format('{\"attempt\":%%s,\"worker_id\":%%s,"
-        "\"wait_ms\":%%s}', attempt, to_json(%(worker_id)s::text), wait_ms) AS text"
-        " FROM changed), "
-        f"events AS ({LIFECYCLE_INSERT_SQL})"
-    )
+    sql = claim_sql(by_kind=bool(kinds), project_scoped=project_id is not None)
     runs = lifecycle_changes(sql, {
         "at": now, "kinds": kinds, "project_id": project_id, "limit": limit,
         "worker_id": worker_id, "etype": lc.RUN_STARTED, "source": source,
@@ -183,12 +160,12 @@ def _claim_generic(
     runs = list(qs[:limit])
     for run in runs:
         run.wait_ms = _wait_ms(now, run.run_after or run.updated_at)
-        event, _ = _append_lifecycle(
+        event, _ = append_lifecycle(
             run, lc.RUN_STARTED,
             {"attempt": run.attempt + 1, "worker_id": worker_id, "wait_ms": run.wait_ms},
             steps={}, source=source,
         )
-        _save_projection(run, [], [event])
+        save_projection(run, [], [event])
         run.heartbeat_at = run.claimed_at
     if runs:
         # heartbeat_at is liveness, not a projection: set it for the whole batch at once.
@@ -204,9 +181,7 @@ def _by_claimed_at(runs: list[Run]) -> dict[datetime, list[str]]:
     return groups
 
 
-# --- heartbeats -------------------------------------------------------------------------------
-
-def runs_heartbeat(
+def run_heartbeat_batch(
     *, worker_id: str, run_ids: Sequence[str], project_id: int | None = None
 ) -> dict[str, Heartbeat]:
     """Record that ``worker_id`` is still working on ``run_ids``.
@@ -222,7 +197,7 @@ def runs_heartbeat(
     if project_id is not None:
         held = held.filter(project_id=project_id)
     with transaction.atomic():
-        # Locks in id order, as the batched run_succeed does (no deadlock between the two).
+        # Locks in id order, as run_succeed_batch does (the lock order in ledger).
         found = dict(held.select_for_update().order_by("id")
                      .values_list("id", "cancel_requested_at"))
         if found:
@@ -238,7 +213,8 @@ def run_heartbeat(*, run_id: str, worker_id: str, project_id: int | None = None)
     also keeps the external worker online in the registry."""
     _check_worker_id(worker_id)
     worker_beat(worker_id=worker_id)
-    beat = runs_heartbeat(worker_id=worker_id, run_ids=[run_id], project_id=project_id).get(run_id)
+    beats = run_heartbeat_batch(worker_id=worker_id, run_ids=[run_id], project_id=project_id)
+    beat = beats.get(run_id)
     if beat is not None:
         return beat
     qs = Run.objects.filter(pk=run_id)
@@ -255,8 +231,6 @@ def run_heartbeat(*, run_id: str, worker_id: str, project_id: int | None = None)
     error.details["claimed_by"] = run.claimed_by
     raise error
 
-
-# --- the reaper -------------------------------------------------------------------------------
 
 def runs_stalled(*, cutoff: datetime) -> QuerySet[Run]:
     """Running runs whose current attempt heartbeated, but not since ``cutoff``."""
@@ -311,15 +285,13 @@ def _reap(run: Run, timeout: float, result: ReapResult) -> None:
     else:
         etype, level, bucket = lc.RUN_FAILED, "error", result.failed
         payload["retryable"] = False
-    event, steps = _append_lifecycle(run, etype, payload, steps=_open_steps(run), level=level,
+    event, steps = append_lifecycle(run, etype, payload, steps=open_steps(run), level=level,
                                      source="reaper")
-    _save_projection(run, steps, [event])
+    save_projection(run, steps, [event])
     bucket.append(run.id)
     if etype == lc.RUN_RETRYING:
         workers_wake(kind=run.kind)
 
-
-# --- handing a run back -----------------------------------------------------------------------
 
 def run_release(*, run_id: str, worker_id: str, reason: str = "worker_shutdown") -> Run:
     """A worker that stops before its job finished hands the run back to the queue at once,
@@ -328,8 +300,8 @@ def run_release(*, run_id: str, worker_id: str, reason: str = "worker_shutdown")
     exhaust ``max_attempts``."""
     reason = get_redactor().text(str(reason))[:1000]
     with transaction.atomic():
-        run = _lock_run(run_id)
-        _check_transition(run, "retry")
+        run = lock_run(run_id)
+        check_transition(run, "retry")
         if run.claimed_by != worker_id:
             raise InvalidTransition(entity="run", current_state=run.state,
                                     action=f"release as worker {worker_id}")
@@ -340,10 +312,9 @@ def run_release(*, run_id: str, worker_id: str, reason: str = "worker_shutdown")
         else:
             etype = lc.RUN_RETRYING
             payload.update(retryable=True, run_after=None, counts_as_attempt=False)
-        event, steps = _append_lifecycle(run, etype, payload, steps=_open_steps(run),
+        event, steps = append_lifecycle(run, etype, payload, steps=open_steps(run),
                                          level="warn", source="worker")
-        _save_projection(run, steps, [event])
+        save_projection(run, steps, [event])
         if etype == lc.RUN_RETRYING:
             workers_wake(kind=run.kind)
     return run
-

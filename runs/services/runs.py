@@ -1,0 +1,391 @@
+"""Run lifecycle services: enqueue, start, succeed (one or a batch), fail, cancel, link a trace.
+
+Each appends the lifecycle event describing the change and updates the projection in the same
+transaction through the ledger primitive (``runs.services.ledger``), then schedules the live
+broadcast for after commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from payloads.redaction import get_redactor
+from payloads.selectors import payload_referenced
+from payloads.store import payload_store
+from runs import lifecycle as lc
+from runs import wire
+from runs.models import Project, Run, RunState
+from runs.projection_sql import succeed_sql
+from runs.services.ledger import (
+    append_lifecycle,
+    check_holder,
+    check_transition,
+    lifecycle_broadcast,
+    lifecycle_changes,
+    lifecycle_row,
+    lock_run,
+    open_steps,
+    redacted_error,
+    save_projection,
+)
+from runs.wakeup import workers_wake
+from tracefoundry.errors import (
+    DomainError,
+    IdempotencyConflict,
+    InvalidInput,
+    NotFound,
+)
+from tracefoundry.jsonio import dumps, json_safe
+
+KIND_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,127}$")
+
+
+MAX_ATTEMPTS_LIMIT = 100
+
+
+def project_create(*, slug: str, name: str = "") -> Project:
+    return Project.objects.create(slug=slug, name=name or slug)
+
+
+def _fingerprint(**fields: Any) -> str:
+    return hashlib.sha256(dumps(fields).encode("utf-8")).hexdigest()
+
+
+def _idempotent_match(existing: Run, fingerprint: str) -> tuple[Run, bool]:
+    if existing.request_fingerprint != fingerprint:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used with a different request",
+            details={"run_id": existing.id},
+        )
+    return existing, False
+
+
+def run_enqueue(
+    *,
+    project: Project,
+    kind: str,
+    input: Any = None,
+    name: str = "",
+    idempotency_key: str | None = None,
+    max_attempts: int | None = None,
+    run_after: datetime | None = None,
+    correlation_id: str = "",
+    trace_id: str = "",
+    source: str = "server",
+) -> tuple[Run, bool]:
+    """Create a queued run; with an idempotency key, return the existing run instead.
+
+    Returns ``(run, created)``. Keys are scoped to the project: the same key with a different
+    request in the same project raises IdempotencyConflict; in another project it is a new run.
+    """
+    if not isinstance(kind, str) or not KIND_RE.match(kind):
+        raise InvalidInput("kind must match ^[a-z][a-z0-9_.:-]{0,127}$", details={"field": "kind"})
+    max_attempts = max_attempts or settings.TRACEFOUNDRY_DEFAULT_MAX_ATTEMPTS
+    if not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
+        raise InvalidInput(f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}")
+    redactor = get_redactor(project.redaction_policy or None)
+    if redactor.text(kind) != kind:
+        raise InvalidInput("kind must not contain a credential", details={"field": "kind"})
+    clean_input = redactor.value(json_safe({} if input is None else input))
+    # Every client-chosen string is stored redacted; an idempotency key is compared later, so
+    # one holding a credential is refused (two keys would redact alike).
+    # A label may be longer than the secret it replaces: cut to the columns' lengths after.
+    name, correlation_id = redactor.text(name)[:256], redactor.text(correlation_id)[:64]
+    refuse_credentials(idempotency_key or "", "idempotency_key")
+    fingerprint = _fingerprint(
+        project=project.slug, kind=kind, input=clean_input, name=name,
+        max_attempts=max_attempts, run_after=wire.iso(run_after), trace_id=trace_id,
+    )
+    if idempotency_key:
+        existing = Run.objects.filter(project=project, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _idempotent_match(existing, fingerprint)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            run = Run(
+                project=project, kind=kind, name=name, input=clean_input,
+                idempotency_key=idempotency_key or None, request_fingerprint=fingerprint,
+                max_attempts=max_attempts, run_after=run_after,
+                correlation_id=correlation_id or uuid.uuid4().hex, trace_id=trace_id,
+                created_at=now, updated_at=now,
+            )
+            run.save(force_insert=True)
+            event, _ = append_lifecycle(
+                run, lc.RUN_CREATED,
+                {"kind": kind, "name": name, "max_attempts": max_attempts,
+                 "run_after": wire.iso(run_after)},
+                steps={}, source=source,
+            )
+            save_projection(run, [], [event])
+            if run_after is None or run_after <= now:
+                workers_wake(kind=kind)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # A concurrent request with the same key won the insert; its run is the answer.
+        existing = Run.objects.get(project=project, idempotency_key=idempotency_key)
+        return _idempotent_match(existing, fingerprint)
+    return run, True
+
+
+def refuse_credentials(value: str, field_name: str) -> str:
+    """``value`` when the redactor leaves it as it is; else 400. For identifiers that are
+    compared later (worker ids), where a redacted copy would no longer match."""
+    if value and get_redactor().text(value) != value:
+        raise InvalidInput(f"{field_name} must not contain a credential",
+                           details={"field": field_name})
+    return value
+
+
+def run_start(*, run_id: str, worker_id: str = "") -> Run:
+    refuse_credentials(worker_id, "worker_id")
+    with transaction.atomic():
+        run = lock_run(run_id)
+        check_transition(run, "start")
+        event, _ = append_lifecycle(
+            run, lc.RUN_STARTED, {"attempt": run.attempt + 1, "worker_id": worker_id}, steps={}
+        )
+        save_projection(run, [], [event])
+    return run
+
+
+# ``run_succeed_batch(recent_outputs=...)``: small outputs the caller stored lately are not
+# looked up again for OUTPUT_REUSE_SECONDS. payload_store leaves a committed blob whose
+# retention clock (``created_at``) is at most payloads.store.REUSE_REFRESH_AFTER (10 min) old,
+# and retention deletes only blobs older than payloads.retention.UNREFERENCED_GRACE (1 h), so
+# within that time the blob cannot be gone; after it the bytes are stored (checked) again.
+OUTPUT_REUSE_SECONDS = 60.0
+
+
+OUTPUT_REUSE_MAX_BYTES = 4096
+
+
+_OUTPUT_REUSE_ENTRIES = 256
+
+
+def _output_refs(
+    outputs: list[Any], *, recent: dict[bytes, tuple[str, float]] | None = None
+) -> list[str]:
+    """Store job outputs (redacted JSON) as payload blobs; returns their refs ("" for None).
+    Identical outputs are stored once: one ``payload_store`` per distinct content, and none
+    for small ones found in ``recent`` (bytes -> (ref, monotonic() deadline), kept up to date
+    here)."""
+    redactor = get_redactor()
+    refs: dict[bytes, str] = {}
+    found = []
+    now = time.monotonic()
+    # Only a committed blob may be remembered: not one stored inside a transaction.
+    remember = recent is not None and not transaction.get_connection().in_atomic_block
+    for output in outputs:
+        if output is None:
+            found.append("")
+            continue
+        data = dumps(redactor.value(json_safe(output))).encode("utf-8")
+        if data not in refs:
+            hit = recent.get(data) if recent is not None else None
+            if hit is not None and hit[1] > now:
+                refs[data] = hit[0]
+            else:
+                refs[data] = payload_store(
+                    data=data, content_type="application/json", redaction_mode=redactor.policy
+                ).ref
+                if remember and len(data) <= OUTPUT_REUSE_MAX_BYTES:
+                    if len(recent) >= _OUTPUT_REUSE_ENTRIES:
+                        recent.clear()
+                    recent[data] = (refs[data], now + OUTPUT_REUSE_SECONDS)
+        found.append(refs[data])
+    return found
+
+
+def run_succeed(
+    *, run_id: str, output: Any = None, output_ref: str = "", worker_id: str | None = None,
+    require_holder: bool = False,
+) -> Run:
+    """Finish the running attempt. ``require_holder``: only the worker holding the run may
+    (worker-only API keys), so ``worker_id`` must name it.
+
+    ``output_ref`` (instead of ``output``) must be ``sha256:<64 hex>`` naming a blob the run's
+    project already refers to: a ref is no way to reach another project's payloads."""
+    if output is not None:
+        output_ref = _output_refs([output])[0]
+    elif output_ref:
+        output_ref = _checked_output_ref(run_id, output_ref)
+    return _succeed(run_id=run_id, output_ref=output_ref, worker_id=worker_id,
+                    require_holder=require_holder)
+
+
+OUTPUT_REF_RE = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _checked_output_ref(run_id: str, output_ref: str) -> str:
+    ref = output_ref.lower() if isinstance(output_ref, str) else ""
+    if not OUTPUT_REF_RE.fullmatch(ref):
+        raise InvalidInput("output_ref must be sha256:<64 hex digits>",
+                           details={"field": "output_ref"})
+    project_id = Run.objects.filter(pk=run_id).values_list("project_id", flat=True).first()
+    if project_id is None:
+        raise NotFound(f"run {run_id} does not exist")
+    if not payload_referenced(ref.removeprefix("sha256:"), project_id):
+        raise InvalidInput("output_ref must name a payload this project already refers to",
+                           details={"field": "output_ref"})
+    return ref
+
+
+def _succeed(
+    *, run_id: str, output_ref: str, worker_id: str | None, require_holder: bool
+) -> Run:
+    """``run_succeed`` with a ref the server made or checked."""
+    if not require_holder:  # the one-statement path lets a run held by nobody pass
+        fast = _succeed_fast(run_id=run_id, output_ref=output_ref[:512], worker_id=worker_id)
+        if fast is not None:
+            return fast
+    with transaction.atomic():
+        run = lock_run(run_id)
+        check_transition(run, "succeed")
+        check_holder(run, worker_id, strict=require_holder)
+        event, steps = append_lifecycle(
+            run, lc.RUN_SUCCEEDED, {"output_ref": output_ref[:512]}, steps=open_steps(run)
+        )
+        save_projection(run, steps, [event])
+    return run
+
+
+def run_succeed_batch(
+    *, results: list[tuple[str, Any]], worker_id: str | None = None,
+    recent_outputs: dict[bytes, tuple[str, float]] | None = None,
+) -> dict[str, Run | DomainError]:
+    """``run_succeed`` for many runs at once (``(run_id, output)`` pairs: a worker's finished
+    jobs). Outputs are stored once per distinct content (small ones the caller stored in the last
+    OUTPUT_REUSE_SECONDS are not even looked up when it passes the same ``recent_outputs``
+    dict each time), and on PostgreSQL the common case of
+    all the runs is one statement (each run still gets its own ``run.succeeded`` event); the
+    others take ``run_succeed``'s general path one by one. Returns, for each run id, its fresh
+    Run or the DomainError ``run_succeed`` raised for it."""
+    unique = dict(results)  # one outcome per run
+    refs = _output_refs(list(unique.values()), recent=recent_outputs)
+    items = [(run_id, ref[:512]) for run_id, ref in zip(unique, refs, strict=True)]
+    done: dict[str, Run | DomainError] = {
+        run.id: run for run in _succeed_fast_many(items, worker_id=worker_id)
+    }
+    for run_id, ref in items:
+        if run_id not in done:
+            try:
+                done[run_id] = _succeed(run_id=run_id, output_ref=ref, worker_id=worker_id,
+                                        require_holder=False)
+            except DomainError as exc:
+                done[run_id] = exc
+    return done
+
+
+def _succeed_fast(*, run_id: str, output_ref: str, worker_id: str | None) -> Run | None:
+    """PostgreSQL's common case of ``run_succeed`` in one statement (``_succeed_fast_many``)."""
+    found = _succeed_fast_many([(run_id, output_ref)], worker_id=worker_id)
+    return found[0] if found else None
+
+
+def _succeed_fast_many(items: list[tuple[str, str]], *, worker_id: str | None) -> list[Run]:
+    """PostgreSQL's common case of ``run_succeed`` for ``(run_id, output_ref)`` pairs (distinct
+    runs) in one statement: it does what ``projections.apply_event`` does for ``run.succeeded``
+    and stores each run's event.
+
+    Only running runs with no open step that the caller may finish are changed and returned;
+    the others (and every run on other databases) are left to the general path, which also
+    raises the right error. Rows are locked in id order (see the lock order in ``ledger``).
+    """
+    if connection.vendor != "postgresql" or not items:
+        return []
+    now = timezone.now()
+    sql = succeed_sql(holder_only=bool(worker_id))
+    payloads = {run_id: {"output_ref": ref} for run_id, ref in items}
+    texts = [dumps(payloads[run_id]) for run_id, _ in items]
+    runs = lifecycle_changes(sql, {
+        "at": now, "ids": [run_id for run_id, _ in items], "refs": [ref for _, ref in items],
+        "texts": texts, "worker_id": worker_id, "etype": lc.RUN_SUCCEEDED, "source": "server",
+    })
+    for run in runs:
+        lifecycle_broadcast(run, [lifecycle_row(run, lc.RUN_SUCCEEDED, payloads[run.id], at=now,
+                                                source="server")])
+    return runs
+
+
+def retry_delay(attempt: int) -> timedelta:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
+    base = settings.TRACEFOUNDRY_RETRY_BASE_SECONDS
+    ceiling = min(settings.TRACEFOUNDRY_RETRY_MAX_SECONDS, base * 2 ** max(attempt - 1, 0))
+    return timedelta(seconds=random.uniform(0, ceiling))
+
+
+def run_fail(
+    *, run_id: str, error: Any = "", retryable: bool = False, worker_id: str | None = None,
+    require_holder: bool = False,
+) -> Run:
+    """Fail the running attempt: back to the queue when retryable and attempts remain.
+    ``require_holder`` as for ``run_succeed``."""
+    message = redacted_error(error)
+    with transaction.atomic():
+        run = lock_run(run_id)
+        check_transition(run, "fail")
+        check_holder(run, worker_id, strict=require_holder)
+        payload = {"error": message, "retryable": retryable, "attempt": run.attempt}
+        if retryable and run.attempt < run.max_attempts and run.cancel_requested_at is None:
+            payload["run_after"] = wire.iso(timezone.now() + retry_delay(run.attempt))
+            etype, level = lc.RUN_RETRYING, "warn"
+        else:
+            etype, level = lc.RUN_FAILED, "error"
+        event, steps = append_lifecycle(
+            run, etype, payload, steps=open_steps(run), level=level
+        )
+        save_projection(run, steps, [event])
+    return run
+
+
+def run_cancel(
+    *, run_id: str, reason: str = "", worker_id: str | None = None, force: bool = False,
+    require_holder: bool = False,
+) -> Run:
+    """Cancel a run. Queued runs cancel at once; a running run is first asked to stop
+    (``run.cancel_requested``) and is canceled when its worker acknowledges (cancel again with
+    its ``worker_id``) or when ``force`` is set. ``require_holder``: only the run's own worker
+    may do this (worker-only API keys acknowledging a cancel request)."""
+    reason = get_redactor().text(str(reason))[:1000]
+    with transaction.atomic():
+        run = lock_run(run_id)
+        check_transition(run, "cancel")
+        if require_holder:
+            check_holder(run, worker_id, strict=True)
+        acknowledged = bool(worker_id) and worker_id == run.claimed_by
+        if run.state == RunState.RUNNING and not (force or acknowledged):
+            if run.cancel_requested_at is not None:
+                return run  # already asked; asking again changes nothing
+            event, steps = append_lifecycle(
+                run, lc.RUN_CANCEL_REQUESTED, {"reason": reason}, steps={}, level="warn"
+            )
+        else:
+            event, steps = append_lifecycle(
+                run, lc.RUN_CANCELED, {"reason": reason, "error": ""}, steps=open_steps(run),
+                level="warn",
+            )
+        save_projection(run, steps, [event])
+    return run
+
+
+def run_link_trace(*, run_id: str, trace_id: str, project_id: int) -> bool:
+    """Record the trace of a run (from spans carrying ``tracefoundry.run_id``).
+
+    The first trace wins; runs of other projects are never touched. The link is metadata
+    about the run, not part of its lifecycle, so it adds no event to the stream.
+    """
+    return bool(
+        Run.objects.filter(pk=run_id, project_id=project_id, trace_id="").update(trace_id=trace_id)
+    )
