@@ -3,8 +3,9 @@
 Viewers only ever see the redacted, truncated previews in spans and events (PRODUCT.md §6, §12),
 so this endpoint is 403 for them. API keys read payloads only with the ``runs:read`` scope and a
 user who is an engineer or admin: a key never grants more than its user may do, and a key without
-a user has no role. Blobs are content-addressed and shared between projects; a key can only learn
-a blob's hash from its own project's spans and events, so it is not project-filtered here.
+a user has no role. Blobs are content-addressed and shared between projects, so a key reads only
+the blobs its own project's events, spans or run outputs refer to (``references.project_refers``):
+any other hash is 404 for it, as if the blob did not exist.
 
 Single byte ranges are served (``Range: bytes=a-b``, ``a-``, ``-n``: 206 with
 ``Content-Range``); a range starting past the end is 416; other Range headers are ignored, as
@@ -16,7 +17,6 @@ from __future__ import annotations
 import re
 
 from django.http import HttpResponse
-from django.urls import re_path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotAcceptable
@@ -138,8 +138,3 @@ class PayloadView(APIView):
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         return response
 
-
-urlpatterns = [
-    re_path(r"^payloads/(?:sha256:)?(?P<sha256>[0-9a-fA-F]{64})/?$", PayloadView.as_view(),
-            name="payload-detail"),
-]

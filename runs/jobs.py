@@ -157,7 +157,7 @@ class JobContext:
 
 # --- built-in kinds ---------------------------------------------------------------------------
 
-def _object_input(ctx: JobContext) -> dict:
+def object_input(ctx: JobContext) -> dict:
     if ctx.input is None:
         return {}
     if not isinstance(ctx.input, dict):
@@ -174,7 +174,7 @@ def system_noop(ctx: JobContext) -> Any:
 @job("system.sleep")
 def system_sleep(ctx: JobContext) -> dict:
     """``{"seconds": s}``: sleeps, heartbeating, and stops when a cancel is requested."""
-    seconds = _object_input(ctx).get("seconds", 1)
+    seconds = object_input(ctx).get("seconds", 1)
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or \
             not 0 <= seconds <= 86_400:
         raise JobError("system.sleep: seconds must be a number between 0 and 86400")
@@ -185,19 +185,6 @@ def system_sleep(ctx: JobContext) -> dict:
 @job("system.fail")
 def system_fail(ctx: JobContext) -> None:
     """``{"retryable": bool}``: fails on purpose (retryable ones go back to the queue)."""
-    retryable = bool(_object_input(ctx).get("retryable", False))
+    retryable = bool(object_input(ctx).get("retryable", False))
     raise JobError(f"system.fail: failing on purpose (retryable={retryable})",
                    retryable=retryable)
-
-
-@job("retention.cleanup")
-def retention_cleanup_job(ctx: JobContext) -> dict:
-    """``{"dry_run": bool, "batch_size": n}``: ``manage.py cleanup`` as a job."""
-    from payloads.retention import retention_cleanup
-
-    data = _object_input(ctx)
-    batch_size = data.get("batch_size", 1000)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise JobError("retention.cleanup: batch_size must be a positive integer")
-    result = retention_cleanup(dry_run=bool(data.get("dry_run", False)), batch_size=batch_size)
-    return result.as_dict()

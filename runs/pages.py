@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.shortcuts import render
-from django.urls import path
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from runs import selectors, wire
@@ -62,10 +61,3 @@ def project_stream(request, slug: str):
         "timeline_rows": LIVE_TIMELINE_ROWS,
     })
 
-
-urlpatterns = [
-    path("runs/", runs_list, name="runs"),
-    path("runs/<str:run_id>/", run_detail, name="run"),
-    path("projects/", projects, name="projects"),
-    path("projects/<slug:slug>/stream/", project_stream, name="project-stream"),
-]

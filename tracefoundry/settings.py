@@ -362,7 +362,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "tracefoundry.api.schema.document_input_rules",
+        "runs.api.schema_hooks.document_event_rules",
+        "tracefoundry.api.schema.forbid_nul_in_inputs",
     ],
     "ENUM_NAME_OVERRIDES": {
         "RunStateEnum": "runs.models.RunState",

@@ -7,7 +7,6 @@ leaves the span tree, waterfall and inspector to ``static/tf/trace_detail.js``.
 
 from django.http import Http404
 from django.shortcuts import render
-from django.urls import path
 
 from tracefoundry.errors import NotFound
 from tracefoundry.roles import Access, reader_required
@@ -34,8 +33,3 @@ def trace_detail(request, trace_id: str):
         "total_tokens": trace.input_tokens + trace.output_tokens,
     })
 
-
-urlpatterns = [
-    path("traces/", traces_list, name="traces"),
-    path("traces/<str:trace_id>/", trace_detail, name="trace"),
-]

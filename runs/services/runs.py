@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from payloads.redaction import get_redactor
-from payloads.selectors import payload_referenced
+from payloads.references import project_refers
 from payloads.store import payload_store
 from runs import lifecycle as lc
 from runs import wire
@@ -236,7 +236,7 @@ def _checked_output_ref(run_id: str, output_ref: str) -> str:
     project_id = Run.objects.filter(pk=run_id).values_list("project_id", flat=True).first()
     if project_id is None:
         raise NotFound(f"run {run_id} does not exist")
-    if not payload_referenced(ref.removeprefix("sha256:"), project_id):
+    if not project_refers(sha256=ref.removeprefix("sha256:"), project_id=project_id):
         raise InvalidInput("output_ref must name a payload this project already refers to",
                            details={"field": "output_ref"})
     return ref

@@ -14,7 +14,7 @@ from tests.livestack import ROOT
 
 # The WebSocket server side lands separately; until then the pages fall back to SSE/polling.
 WEBSOCKETS_SERVED = (ROOT / "runs" / "consumers.py").exists()
-SSE_SERVED = "events/stream" in (Path(ROOT) / "runs" / "api" / "urls.py").read_text()
+SSE_SERVED = "events/stream" in (Path(ROOT) / "runs" / "urls.py").read_text()
 
 
 def token() -> str:

@@ -9,10 +9,10 @@ import pytest
 from django.db import connection, connections, transaction
 
 from payloads.models import PayloadBlob, PayloadRef
-from payloads.retention import retention_cleanup
 from payloads.store import REUSE_REFRESH_AFTER, payload_store
 from tests.payloads.test_retention import age_blob, ago, big_text, blob_file
 from tests.pg_locks import wait_until_blocked
+from tracefoundry.maintenance import retention_cleanup
 
 pytestmark = pytest.mark.django_db
 

@@ -15,11 +15,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from payloads.models import PayloadBlob, PayloadRef
-from payloads.retention import retention_cleanup
 from payloads.store import payload_store
 from runs import services
 from runs.models import Project, Run, RunEvent, RunState, Step
 from tests.traces.otlp_builders import json_request, json_span
+from tracefoundry.maintenance import retention_cleanup
 from traces.models import Span, Trace
 from traces.otlp_decode import decode_json
 from traces.services import spans_ingest

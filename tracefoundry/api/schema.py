@@ -56,25 +56,15 @@ def _forbid_nul(schema: dict) -> None:
     _forbid_nul(schema.get("items"))
 
 
-def document_input_rules(result, generator, request, public):
-    """SPECTACULAR postprocessing hook for the input rules drf-spectacular cannot read from a
-    serializer: `EventInRequest` takes no other fields, a batch (`EventAppendRequest`) holds 1
-    to EVENT_BATCH_MAX events and is required, and free text never holds NUL."""
-    from runs.api.serializers import EVENT_BATCH_MAX
-
+def forbid_nul_in_inputs(result, generator, request, public):
+    """SPECTACULAR postprocessing hook: free text in a request body or a parameter never holds
+    NUL (drf-spectacular cannot read that rule from a serializer)."""
     schemas = result.get("components", {}).get("schemas", {})
-    if "EventInRequest" in schemas:
-        schemas["EventInRequest"]["additionalProperties"] = False
-    for variant in schemas.get("EventAppendRequest", {}).get("oneOf", []):
-        if variant.get("type") == "array":
-            variant.update(minItems=1, maxItems=EVENT_BATCH_MAX)
     for name, schema in schemas.items():
         if name.endswith("Request"):
             _forbid_nul(schema)
     for item in result.get("paths", {}).values():
-        for method, operation in item.items():
+        for operation in item.values():
             for parameter in operation.get("parameters", []):
                 _forbid_nul(parameter.get("schema"))
-            if method == "post" and operation.get("operationId") == "runs_events_append":
-                operation["requestBody"]["required"] = True
     return result

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from payloads.retention import UNREFERENCED_GRACE, retention_cleanup
+from payloads.retention import UNREFERENCED_GRACE
+from tracefoundry.maintenance import retention_cleanup
 
 ROWS = (
     ("runs", "runs"),

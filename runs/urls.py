@@ -1,11 +1,15 @@
-from django.urls import re_path
+"""The runs app's URLs: the API (under /api/v1/, mounted by tracefoundry/urls.py) and the pages
+(in the shared `pages:` namespace). WebSocket routes are in routing.py."""
 
+from django.urls import path, re_path
+
+from runs import pages
 from runs.api import stream, views
 
 RUN = r"runs/(?P<run_id>run_[0-9A-Za-z]{1,36})"
 STEP = r"steps/(?P<step_id>step_[0-9A-Za-z]{1,36})"
 
-urlpatterns = [
+api_urlpatterns = [
     re_path(r"^runs/?$", views.RunListCreateView.as_view(), name="run-list"),
     re_path(r"^workers/?$", views.WorkerListView.as_view(), name="worker-list"),
     re_path(r"^runs/claim/?$", views.RunClaimView.as_view(), name="run-claim"),
@@ -27,4 +31,11 @@ urlpatterns = [
             name="run-events-stream"),
     re_path(r"^projects/(?P<slug>[-a-zA-Z0-9_]{1,100})/events/stream/?$",
             stream.ProjectEventStreamView.as_view(), name="project-events-stream"),
+]
+
+page_urlpatterns = [
+    path("runs/", pages.runs_list, name="runs"),
+    path("runs/<str:run_id>/", pages.run_detail, name="run"),
+    path("projects/", pages.projects, name="projects"),
+    path("projects/<slug:slug>/stream/", pages.project_stream, name="project-stream"),
 ]
