@@ -113,7 +113,7 @@ class RunAdmin(admin.ModelAdmin):
     actions = ["cancel_runs"]
     fieldsets = [
         (None, {"fields": ["id", "project", "kind", "name", "state", "live_link", "events_link"]}),
-        ("Input and result", {"fields": ["input", "output_ref", "error"]}),
+        ("Input and result", {"fields": ["input", "output", "output_ref", "error"]}),
         ("Queue", {"fields": ["idempotency_key", "attempt", "max_attempts", "run_after",
                               "claimed_by", "claimed_at", "heartbeat_at", "cancel_requested_at"]}),
         ("Timing", {"fields": ["created_at", "started_at", "finished_at", "updated_at",

@@ -66,6 +66,9 @@ class Run(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     output_ref = models.CharField(max_length=512, blank=True, default="")
+    # A job's output up to TRACEFOUNDRY_INLINE_STRING_LIMIT bytes of JSON, redacted; a larger
+    # one is a payload blob named by output_ref. Never both.
+    output = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     correlation_id = models.CharField(max_length=64, blank=True, default="")
     trace_id = models.CharField(max_length=32, blank=True, default="", db_index=True)

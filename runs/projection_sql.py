@@ -87,17 +87,18 @@ def claim_sql(*, by_kind: bool, project_scoped: bool) -> str:
 
 def succeed_sql(*, holder_only: bool) -> str:
     """Finish the running runs in ``ids`` that have no open step (locked in id order), do what
-    ``projections.apply_event`` does for ``run.succeeded`` and insert each run's event with the
-    payload text the caller wrote. ``holder_only``: only runs held by nobody or by
-    ``worker_id``."""
+    ``projections.apply_event`` does for ``run.succeeded`` — the output (``output`` inline, or
+    ``output_ref``) is read from each event's payload ``texts`` — and insert each run's event.
+    ``holder_only``: only runs held by nobody or by ``worker_id``."""
     holder = " AND (r.claimed_by = '' OR r.claimed_by = %(worker_id)s)" if holder_only else ""
     return (
-        "WITH input AS (SELECT * FROM unnest(%(ids)s::text[], %(refs)s::text[],"
-        " %(texts)s::text[]) AS i(id, output_ref, text)), "
+        "WITH input AS (SELECT i.id, i.text, i.text::jsonb AS payload"
+        " FROM unnest(%(ids)s::text[], %(texts)s::text[]) AS i(id, text)), "
         "locked AS MATERIALIZED (SELECT r.id FROM runs_run r WHERE r.id = ANY(%(ids)s::text[])"
         " ORDER BY r.id FOR UPDATE), "
         "changed AS (UPDATE runs_run r SET state = 'succeeded', finished_at = %(at)s,"
-        " output_ref = i.output_ref, event_count = r.event_count + 1,"
+        " output_ref = COALESCE(i.payload ->> 'output_ref', ''),"
+        " output = i.payload -> 'output', event_count = r.event_count + 1,"
         " latest_event_at = GREATEST(COALESCE(r.latest_event_at, %(at)s), %(at)s),"
         " updated_at = %(at)s FROM input i WHERE r.id = i.id"
         " AND r.id IN (SELECT id FROM locked) AND r.state = 'running'"

@@ -16,7 +16,7 @@ from runs.models import FINISHED_STEP_STATES, Run, RunEvent, RunState, Step, Ste
 
 RUN_PROJECTED_FIELDS = (
     "state", "attempt", "run_after", "claimed_by", "claimed_at", "cancel_requested_at",
-    "started_at", "finished_at", "output_ref", "error", "steps_total", "steps_completed",
+    "started_at", "finished_at", "output_ref", "output", "error", "steps_total", "steps_completed",
     "event_count", "error_count", "latest_event_at", "updated_at",
 )
 STEP_PROJECTED_FIELDS = (
@@ -35,6 +35,7 @@ def reset_run(run: Run) -> None:
     run.started_at = None
     run.finished_at = None
     run.output_ref = ""
+    run.output = None
     run.error = ""
     run.steps_total = 0
     run.steps_completed = 0
@@ -114,6 +115,7 @@ def apply_event(run: Run, event: RunEvent, steps: dict[str, Step]) -> list[Step]
         run.finished_at = at
         if etype == lc.RUN_SUCCEEDED:
             run.output_ref = payload.get("output_ref", "")
+            run.output = payload.get("output")
         else:
             run.error = payload.get("error", run.error)
         changed = _close_open_steps(run, steps, at)

@@ -236,7 +236,6 @@ class Worker:
         self._in_hand: dict[str, tuple[JobContext, _LogSink]] = {}
         self._finished: list[_Finished] = []  # succeeded jobs not reported yet (under _lock)
         self._finished_since = 0.0  # monotonic() when the oldest of them finished
-        self._recent_outputs: dict[bytes, tuple[str, float]] = {}  # see run_succeed_batch
         self.executed = 0
         self.report_batches = 0
         self._threads: list[threading.Thread] = []
@@ -447,8 +446,7 @@ class Worker:
         self.report_batches += 1
         try:
             results: dict[str, Any] | None = services.run_succeed_batch(
-                results=[(f.ctx.run_id, f.output) for f in batch], worker_id=self.worker_id,
-                recent_outputs=self._recent_outputs)
+                results=[(f.ctx.run_id, f.output) for f in batch], worker_id=self.worker_id)
         except Exception:
             log.exception(logfmt("worker.batch_report_failed", worker=self.worker_id,
                                  runs=len(batch)))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from django.utils import timezone
 
 from payloads.redaction import get_redactor
 from payloads.references import project_refers
-from payloads.store import payload_store
+from payloads.store import PayloadBatch
 from runs import lifecycle as lc
 from runs import wire
 from runs.models import Project, Run, RunState
@@ -160,52 +159,28 @@ def run_start(*, run_id: str, worker_id: str = "") -> Run:
     return run
 
 
-# ``run_succeed_batch(recent_outputs=...)``: small outputs the caller stored lately are not
-# looked up again for OUTPUT_REUSE_SECONDS. payload_store leaves a committed blob whose
-# retention clock (``created_at``) is at most payloads.store.REUSE_REFRESH_AFTER (10 min) old,
-# and retention deletes only blobs older than payloads.retention.UNREFERENCED_GRACE (1 h), so
-# within that time the blob cannot be gone; after it the bytes are stored (checked) again.
-OUTPUT_REUSE_SECONDS = 60.0
-
-
-OUTPUT_REUSE_MAX_BYTES = 4096
-
-
-_OUTPUT_REUSE_ENTRIES = 256
-
-
-def _output_refs(
-    outputs: list[Any], *, recent: dict[bytes, tuple[str, float]] | None = None
-) -> list[str]:
-    """Store job outputs (redacted JSON) as payload blobs; returns their refs ("" for None).
-    Identical outputs are stored once: one ``payload_store`` per distinct content, and none
-    for small ones found in ``recent`` (bytes -> (ref, monotonic() deadline), kept up to date
-    here)."""
+def _outcomes(outputs: list[Any]) -> list[dict]:
+    """The ``run.succeeded`` payload of each job output: redacted JSON inline (``output``) up to
+    TRACEFOUNDRY_INLINE_STRING_LIMIT encoded bytes, as event payloads are; a larger one stored as
+    a payload blob (``output_ref``), all of a batch's blobs together; none: an empty ref."""
     redactor = get_redactor()
-    refs: dict[bytes, str] = {}
-    found = []
-    now = time.monotonic()
-    # Only a committed blob may be remembered: not one stored inside a transaction.
-    remember = recent is not None and not transaction.get_connection().in_atomic_block
+    limit = settings.TRACEFOUNDRY_INLINE_STRING_LIMIT
+    batch = PayloadBatch()
+    outcomes = []
     for output in outputs:
         if output is None:
-            found.append("")
+            outcomes.append({"output_ref": ""})
             continue
-        data = dumps(redactor.value(json_safe(output))).encode("utf-8")
-        if data not in refs:
-            hit = recent.get(data) if recent is not None else None
-            if hit is not None and hit[1] > now:
-                refs[data] = hit[0]
-            else:
-                refs[data] = payload_store(
-                    data=data, content_type="application/json", redaction_mode=redactor.policy
-                ).ref
-                if remember and len(data) <= OUTPUT_REUSE_MAX_BYTES:
-                    if len(recent) >= _OUTPUT_REUSE_ENTRIES:
-                        recent.clear()
-                    recent[data] = (refs[data], now + OUTPUT_REUSE_SECONDS)
-        found.append(refs[data])
-    return found
+        value = redactor.value(json_safe(output))
+        data = dumps(value).encode("utf-8")
+        if len(data) <= limit:
+            outcomes.append({"output": value})
+        else:
+            ref = batch.add(data=data, content_type="application/json",
+                            redaction_mode=redactor.policy).ref
+            outcomes.append({"output_ref": ref})
+    batch.store()
+    return outcomes
 
 
 def run_succeed(
@@ -215,13 +190,14 @@ def run_succeed(
     """Finish the running attempt. ``require_holder``: only the worker holding the run may
     (worker-only API keys), so ``worker_id`` must name it.
 
-    ``output_ref`` (instead of ``output``) must be ``sha256:<64 hex>`` naming a blob the run's
-    project already refers to: a ref is no way to reach another project's payloads."""
+    ``output`` is kept on the run (``_outcomes``). ``output_ref`` (instead of ``output``) must be
+    ``sha256:<64 hex>`` naming a blob the run's project already refers to: a ref is no way to
+    reach another project's payloads."""
     if output is not None:
-        output_ref = _output_refs([output])[0]
-    elif output_ref:
-        output_ref = _checked_output_ref(run_id, output_ref)
-    return _succeed(run_id=run_id, output_ref=output_ref, worker_id=worker_id,
+        (outcome,) = _outcomes([output])
+    else:
+        outcome = {"output_ref": _checked_output_ref(run_id, output_ref) if output_ref else ""}
+    return _succeed(run_id=run_id, outcome=outcome, worker_id=worker_id,
                     require_holder=require_holder)
 
 
@@ -242,60 +218,46 @@ def _checked_output_ref(run_id: str, output_ref: str) -> str:
     return ref
 
 
-def _succeed(
-    *, run_id: str, output_ref: str, worker_id: str | None, require_holder: bool
-) -> Run:
-    """``run_succeed`` with a ref the server made or checked."""
+def _succeed(*, run_id: str, outcome: dict, worker_id: str | None, require_holder: bool) -> Run:
+    """``run_succeed`` with an outcome (``_outcomes``) the server made or checked."""
     if not require_holder:  # the one-statement path lets a run held by nobody pass
-        fast = _succeed_fast(run_id=run_id, output_ref=output_ref[:512], worker_id=worker_id)
-        if fast is not None:
-            return fast
+        fast = _succeed_fast_many([(run_id, outcome)], worker_id=worker_id)
+        if fast:
+            return fast[0]
     with transaction.atomic():
         run = lock_run(run_id)
         check_transition(run, "succeed")
         check_holder(run, worker_id, strict=require_holder)
-        event, steps = append_lifecycle(
-            run, lc.RUN_SUCCEEDED, {"output_ref": output_ref[:512]}, steps=open_steps(run)
-        )
+        event, steps = append_lifecycle(run, lc.RUN_SUCCEEDED, outcome, steps=open_steps(run))
         save_projection(run, steps, [event])
     return run
 
 
 def run_succeed_batch(
     *, results: list[tuple[str, Any]], worker_id: str | None = None,
-    recent_outputs: dict[bytes, tuple[str, float]] | None = None,
 ) -> dict[str, Run | DomainError]:
     """``run_succeed`` for many runs at once (``(run_id, output)`` pairs: a worker's finished
-    jobs). Outputs are stored once per distinct content (small ones the caller stored in the last
-    OUTPUT_REUSE_SECONDS are not even looked up when it passes the same ``recent_outputs``
-    dict each time), and on PostgreSQL the common case of
-    all the runs is one statement (each run still gets its own ``run.succeeded`` event); the
-    others take ``run_succeed``'s general path one by one. Returns, for each run id, its fresh
-    Run or the DomainError ``run_succeed`` raised for it."""
+    jobs). Large outputs are stored together, once per distinct content; on PostgreSQL the
+    common case of all the runs is one statement (each run still gets its own ``run.succeeded``
+    event); the others take ``run_succeed``'s general path one by one. Returns, for each run
+    id, its fresh Run or the DomainError ``run_succeed`` raised for it."""
     unique = dict(results)  # one outcome per run
-    refs = _output_refs(list(unique.values()), recent=recent_outputs)
-    items = [(run_id, ref[:512]) for run_id, ref in zip(unique, refs, strict=True)]
+    items = list(zip(unique, _outcomes(list(unique.values())), strict=True))
     done: dict[str, Run | DomainError] = {
         run.id: run for run in _succeed_fast_many(items, worker_id=worker_id)
     }
-    for run_id, ref in items:
+    for run_id, outcome in items:
         if run_id not in done:
             try:
-                done[run_id] = _succeed(run_id=run_id, output_ref=ref, worker_id=worker_id,
+                done[run_id] = _succeed(run_id=run_id, outcome=outcome, worker_id=worker_id,
                                         require_holder=False)
             except DomainError as exc:
                 done[run_id] = exc
     return done
 
 
-def _succeed_fast(*, run_id: str, output_ref: str, worker_id: str | None) -> Run | None:
-    """PostgreSQL's common case of ``run_succeed`` in one statement (``_succeed_fast_many``)."""
-    found = _succeed_fast_many([(run_id, output_ref)], worker_id=worker_id)
-    return found[0] if found else None
-
-
-def _succeed_fast_many(items: list[tuple[str, str]], *, worker_id: str | None) -> list[Run]:
-    """PostgreSQL's common case of ``run_succeed`` for ``(run_id, output_ref)`` pairs (distinct
+def _succeed_fast_many(items: list[tuple[str, dict]], *, worker_id: str | None) -> list[Run]:
+    """PostgreSQL's common case of ``run_succeed`` for ``(run_id, outcome)`` pairs (distinct
     runs) in one statement: it does what ``projections.apply_event`` does for ``run.succeeded``
     and stores each run's event.
 
@@ -307,14 +269,14 @@ def _succeed_fast_many(items: list[tuple[str, str]], *, worker_id: str | None) -
         return []
     now = timezone.now()
     sql = succeed_sql(holder_only=bool(worker_id))
-    payloads = {run_id: {"output_ref": ref} for run_id, ref in items}
-    texts = [dumps(payloads[run_id]) for run_id, _ in items]
+    outcomes = dict(items)
     runs = lifecycle_changes(sql, {
-        "at": now, "ids": [run_id for run_id, _ in items], "refs": [ref for _, ref in items],
-        "texts": texts, "worker_id": worker_id, "etype": lc.RUN_SUCCEEDED, "source": "server",
+        "at": now, "ids": [run_id for run_id, _ in items],
+        "texts": [dumps(outcome) for _, outcome in items],
+        "worker_id": worker_id, "etype": lc.RUN_SUCCEEDED, "source": "server",
     })
     for run in runs:
-        lifecycle_broadcast(run, [lifecycle_row(run, lc.RUN_SUCCEEDED, payloads[run.id], at=now,
+        lifecycle_broadcast(run, [lifecycle_row(run, lc.RUN_SUCCEEDED, outcomes[run.id], at=now,
                                                 source="server")])
     return runs
 

@@ -35,7 +35,7 @@ def work_on(run: Run, out: WatchedOutput, finish) -> None:
 def test_tail_of_a_finished_run_prints_its_events_and_output_ref(cli):
     run = RunFactory(state="running")
     services.event_append(run_id=run.id, type="note", payload={"text": "thinking"})
-    run = services.run_succeed(run_id=run.id, output={"answer": 42})
+    run = services.run_succeed(run_id=run.id, output={"answer": 42, "notes": "n" * 9000})
     result = cli("runs", "tail", run.id)
     assert result.code == 0, result.err
     assert [columns(line)[1:4] for line in result.lines[:-1]] == [
@@ -51,7 +51,7 @@ def test_tail_follows_a_run_until_it_succeeds(cli, in_thread):
     run = RunFactory(state="running")
     out = WatchedOutput()
     in_thread(lambda: work_on(run, out, lambda: services.run_succeed(
-        run_id=run.id, output={"answer": 42})))
+        run_id=run.id, output={"answer": 42, "notes": "n" * 9000})))
     result = cli("runs", "tail", run.id, "--timeout", "120", stdout=out)
     assert result.code == 0, result.err
     run.refresh_from_db()
@@ -119,3 +119,13 @@ def test_tail_of_an_unknown_run(cli):
     result = cli("runs", "tail", "run_01NOPE")
     assert (result.code, result.out, result.err) == (
         1, "", "error: run run_01NOPE does not exist\n")
+
+
+@pytest.mark.django_db
+def test_tail_of_a_run_with_a_small_output_prints_it(cli):
+    run = RunFactory(state="running")
+    services.run_succeed(run_id=run.id, output={"answer": 42})
+    result = cli("runs", "tail", run.id)
+    assert result.code == 0, result.err
+    assert columns(result.lines[-2])[2] == "run.succeeded"
+    assert result.lines[-1] == 'output: {"answer":42}'

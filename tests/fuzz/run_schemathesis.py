@@ -54,7 +54,8 @@ def seed(stack: LiveStack, url: str, key: str) -> dict[str, list[str]]:
         {"type": "tool_call", "level": "warn", "payload": {"big": "x" * 10_000}},
     ])
     call("POST", f"/runs/{runs[1]}/start", {"worker_id": "seed-worker"})
-    output_ref = call("POST", f"/runs/{runs[1]}/succeed", {"output": {"ok": True}})["output_ref"]
+    big_output = {"ok": True, "log": "x" * 9000}  # over the inline limit: a payload blob
+    output_ref = call("POST", f"/runs/{runs[1]}/succeed", {"output": big_output})["output_ref"]
     spans = [json_span(TRACE_ID, SPAN_IDS[0], "agent.run"),
              json_span(TRACE_ID, SPAN_IDS[1], "llm", parent=SPAN_IDS[0],
                        attributes={"gen_ai.request.model": "gpt-4o",

@@ -211,7 +211,7 @@ def test_unreferenced_blobs_are_collected_after_the_grace_period(
     make_run(payloads=(referenced,))
     age_blob(referenced, hours=2)
     output_run = make_run(RunState.RUNNING)
-    services.run_succeed(run_id=output_run.id, output={"answer": 42})
+    services.run_succeed(run_id=output_run.id, output={"answer": 42, "notes": "n" * 9000})
     output_sha = Run.objects.get(pk=output_run.pk).output_ref.removeprefix("sha256:")
     age_blob(output_sha, hours=2)
 

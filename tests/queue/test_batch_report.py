@@ -3,16 +3,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import time
 
 import pytest
 from django.core.management import call_command
 
 from payloads.models import PayloadBlob
-from payloads.retention import UNREFERENCED_GRACE
-from payloads.store import REUSE_REFRESH_AFTER
 from runs import services
 from runs.models import Run, RunEvent, Step
 from runs.projections import RUN_PROJECTED_FIELDS, STEP_PROJECTED_FIELDS
@@ -44,11 +40,18 @@ def assert_succeeded_once(run_id: str, output_ref: str) -> None:
     assert [e.seq for e in (created, started, succeeded)] == [1, 2, 3]
     assert succeeded.causation_id == str(started.event_id)
     assert succeeded.correlation_id == created.correlation_id
-    assert succeeded.payload == {"output_ref": output_ref}
-    assert succeeded.source == "server" and succeeded.level == "info"
     run = Run.objects.get(pk=run_id)
+    # A small output is kept on the run, a large one is a blob (output_ref): never both.
+    assert succeeded.payload == ({"output": run.output} if run.output is not None
+                                 else {"output_ref": output_ref})
+    assert succeeded.source == "server" and succeeded.level == "info"
     assert run.state == "succeeded" and run.output_ref == output_ref
     assert run.event_count == 3 and run.finished_at == succeeded.created_at
+
+
+def big_output(n: int) -> dict:
+    """Over TRACEFOUNDRY_INLINE_STRING_LIMIT: stored as a payload blob."""
+    return {"n": n, "log": f"line {n}\n" * 2000}
 
 
 def test_runs_succeed_gives_each_run_its_own_event(project):
@@ -57,7 +60,7 @@ def test_runs_succeed_gives_each_run_its_own_event(project):
     assert {r.id for r in claimed} == {r.id for r in runs}
 
     results = services.run_succeed_batch(
-        results=[(r.id, {"n": i % 2}) for i, r in enumerate(runs)], worker_id="w-batch")
+        results=[(r.id, big_output(i % 2)) for i, r in enumerate(runs)], worker_id="w-batch")
 
     assert set(results) == {r.id for r in runs}
     assert all(isinstance(r, Run) and r.state == "succeeded" for r in results.values())
@@ -123,36 +126,30 @@ def test_worker_reports_a_claim_batch_at_once(project, make_worker):
         assert_succeeded_once(run.id, run.output_ref)
 
 
-def test_recent_outputs_are_remembered_only_outside_transactions(project):
-    # Inside a transaction (this test's) the blob is not committed yet: nothing is remembered.
-    recent: dict = {}
-    run = enqueue(project)
-    run_claim_next(worker_id="w-batch", kinds=["system.noop"], limit=1)
-    services.run_succeed_batch(results=[(run.id, {"same": 1})], worker_id="w-batch",
-                          recent_outputs=recent)
-    assert recent == {}
-
-
-def test_recent_outputs_skip_the_lookup_until_they_expire(project):
-    first, second = enqueue(project), enqueue(project)
-    run_claim_next(worker_id="w-batch", kinds=["system.noop"], limit=2)
-    data = dumps({"same": 1}).encode("utf-8")
-    ref = "sha256:" + hashlib.sha256(data).hexdigest()
-    # Remembered and fresh: no lookup, no store (the entry says the blob is there).
-    recent = {data: (ref, time.monotonic() + 60)}
-    services.run_succeed_batch(results=[(first.id, {"same": 1})], worker_id="w-batch",
-                          recent_outputs=recent)
-    assert_succeeded_once(first.id, ref)
+def test_small_outputs_stay_on_the_run_redacted(project):
+    runs = [enqueue(project) for _ in range(3)]
+    run_claim_next(worker_id="w-batch", kinds=["system.noop"], limit=3)
+    secret = "sk-ant-api03-" + "A1b2C3d4" * 10
+    services.run_succeed_batch(results=[
+        (runs[0].id, {"answer": 1}), (runs[1].id, {"token": secret}), (runs[2].id, None),
+    ], worker_id="w-batch")
+    first, second, third = (Run.objects.get(pk=r.id) for r in runs)
+    assert first.output == {"answer": 1} and first.output_ref == ""
+    assert second.output_ref == "" and secret not in dumps(second.output)
+    assert third.output is None and third.output_ref == ""
     assert not PayloadBlob.objects.exists()
-    # Expired: stored again (a blob retention deleted meanwhile comes back).
-    recent[data] = (ref, time.monotonic() - 1)
-    services.run_succeed_batch(results=[(second.id, {"same": 1})], worker_id="w-batch",
-                          recent_outputs=recent)
-    assert_succeeded_once(second.id, ref)
-    assert PayloadBlob.objects.filter(sha256=ref.removeprefix("sha256:")).exists()
+    for run in (first, second, third):
+        assert_succeeded_once(run.id, "")
 
 
-def test_reuse_window_is_far_inside_retention_grace():
-    # The reasoning of services.OUTPUT_REUSE_SECONDS: a remembered blob cannot be collected.
-    safe = (UNREFERENCED_GRACE - REUSE_REFRESH_AFTER).total_seconds()
-    assert safe > services.OUTPUT_REUSE_SECONDS * 10
+def test_a_batch_stores_each_large_output_once(project):
+    runs = [enqueue(project) for _ in range(4)]
+    run_claim_next(worker_id="w-batch", kinds=["system.noop"], limit=4)
+    results = services.run_succeed_batch(
+        results=[(r.id, big_output(i % 2)) for i, r in enumerate(runs)], worker_id="w-batch")
+    refs = [results[r.id].output_ref for r in runs]
+    assert refs[0] == refs[2] != refs[1] == refs[3]
+    assert PayloadBlob.objects.count() == 2
+    expected = snapshot()
+    call_command("rebuild_projections", stdout=io.StringIO())
+    assert snapshot() == expected

@@ -52,9 +52,18 @@ class TestJobs:
         assert make_worker().run_once() == 1
         run.refresh_from_db()
         assert run.state == "succeeded" and run.attempt == 1 and run.claimed_by == "w-test"
-        blob = PayloadBlob.objects.get(sha256=run.output_ref.removeprefix("sha256:"))
-        assert json.loads(payload_read(blob)) == {"hello": ["world", 1]}
+        # A small output stays on the run (issue #12); a large one becomes a payload blob.
+        assert run.output == {"hello": ["world", 1]} and run.output_ref == ""
         assert types_of(run) == ["run.created", "run.started", "run.succeeded"]
+
+    def test_noop_large_output_is_a_payload_blob(self, project, make_worker):
+        big = {"hello": "world " * 2000}
+        run = enqueue(project, "system.noop", big)
+        assert make_worker().run_once() == 1
+        run.refresh_from_db()
+        assert run.state == "succeeded" and run.output is None
+        blob = PayloadBlob.objects.get(sha256=run.output_ref.removeprefix("sha256:"))
+        assert json.loads(payload_read(blob)) == big
 
     def test_worker_claims_only_kinds_it_can_run(self, project, make_worker):
         foreign = enqueue(project, "agent.session")
@@ -128,8 +137,7 @@ class TestJobs:
         make_worker().run_once()
         run.refresh_from_db()
         assert run.state == "succeeded"
-        blob = PayloadBlob.objects.get(sha256=run.output_ref.removeprefix("sha256:"))
-        assert json.loads(payload_read(blob))["dry_run"] is True
+        assert run.output["dry_run"] is True  # small: kept on the run
 
 
 def start_worker(worker) -> threading.Thread:

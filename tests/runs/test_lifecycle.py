@@ -59,8 +59,8 @@ def test_happy_path_and_event_chain(engineer_client, project):
     base = f"/api/v1/runs/{run_id}/steps/{step['id']}"
     assert engineer_client.post(f"{base}/start").json()["state"] == "running"
     assert engineer_client.post(f"{base}/succeed").json()["state"] == "succeeded"
-    done = engineer_client.post(f"/api/v1/runs/{run_id}/succeed", {"output": {"ok": True}},
-                                format="json").json()
+    done = engineer_client.post(f"/api/v1/runs/{run_id}/succeed",
+                                {"output": {"ok": True, "log": "x" * 9000}}, format="json").json()
     assert done["state"] == "succeeded"
     assert done["output_ref"].startswith("sha256:")
     assert done["attempt"] == 1 and done["claimed_by"] == "w-9"

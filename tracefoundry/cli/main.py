@@ -163,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         "tail", parents=[common], help="print a run's events until it finishes",
         description=(
             "Print a run's events, then new ones as they arrive, until the run finishes; then "
-            "its output_ref or error. Exit 0 when it succeeded, 1 when it failed or was "
-            f"canceled, {EXIT_TIMEOUT} when --timeout ran out."
+            "its output (or output_ref) or error. Exit 0 when it succeeded, 1 when it failed or "
+            f"was canceled, {EXIT_TIMEOUT} when --timeout ran out."
         ),
     )
     tail.add_argument("run_id", metavar="RUN_ID")
@@ -256,7 +256,7 @@ def cmd_tail(args: argparse.Namespace, backend: RunsBackend) -> int:
         render.write_json_line(out, {"run": run})
     if run["state"] == "succeeded":
         if not args.json:
-            out.write(f"output_ref: {run['output_ref'] or '-'}\n")
+            out.write(render.run_outcome(run) + "\n")
         return EXIT_OK
     if run["state"] == "canceled":
         detail = f": {run['error']}" if run.get("error") else ""

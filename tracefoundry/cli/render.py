@@ -99,6 +99,7 @@ def run_detail(run: RunDict) -> str:
         ("steps", steps),
         ("events", f"{run['event_count']} ({run['error_count']} errors)"),
         ("trace_id", run["trace_id"] or "-"),
+        ("output", _one_line(_json_text(run.get("output"))) or "-"),
         ("output_ref", run["output_ref"] or "-"),
         ("error", _one_line(run.get("error") or "") or "-"),
     ]
@@ -153,7 +154,10 @@ def event_text(event: EventDict) -> str:
         worker = payload.get("worker_id")
         text = f"attempt {payload.get('attempt')}" + (f" on {worker}" if worker else "")
     elif etype == "run.succeeded":
-        text = f"output_ref={payload.get('output_ref') or '-'}"
+        if "output" in payload:
+            text = f"output={_one_line(_json_text(payload['output']))}"
+        else:
+            text = f"output_ref={payload.get('output_ref') or '-'}"
     elif etype == "run.retrying":
         text = f"{payload.get('error', '')} (retry after {payload.get('run_after')})"
     elif etype in ("run.canceled", "run.cancel_requested"):
@@ -185,3 +189,14 @@ def _shorten(text: str) -> str:
 
 def _cancel_pending(run: RunDict) -> bool:
     return run["state"] == "running" and bool(run["cancel_requested_at"])
+
+
+def _json_text(value) -> str:
+    return "" if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def run_outcome(run: dict) -> str:
+    """The last line `runs tail` prints for a succeeded run: its output, or the ref of it."""
+    if run.get("output") is not None:
+        return f"output: {_json_text(run['output'])}"
+    return f"output_ref: {run['output_ref'] or '-'}"
