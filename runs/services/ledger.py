@@ -157,13 +157,26 @@ def check_holder(run: Run, worker_id: str | None, *, strict: bool = False) -> No
         )
 
 
-def lifecycle_changes(sql: str, params: dict[str, Any]) -> list[Run]:
+# What a lifecycle broadcast reads of a changed run (wire.run_snapshot, lifecycle_row): the
+# columns a caller that needs no more than that asks ``lifecycle_changes`` for.
+SNAPSHOT_COLUMNS = (
+    "id", "project_id", "state", "attempt", "correlation_id", "steps_total", "steps_completed",
+    "event_count", "error_count", "latest_event_at", "cancel_requested_at", "started_at",
+    "finished_at", "previous_event_id",
+)
+
+
+def lifecycle_changes(
+    sql: str, params: dict[str, Any], *, columns: tuple[str, ...] | None = None
+) -> list[Run]:
     """Run one PostgreSQL statement that changes runs and inserts their lifecycle events (CTEs
     ``changed``, ``payloads`` and ``events``); return the changed runs, each with its stored
     event's ``event_pk`` and ``new_event_id``. One round trip: in autocommit it is its own
-    transaction, with no BEGIN and COMMIT of their own."""
+    transaction, with no BEGIN and COMMIT of their own. ``columns``: load only these (the
+    others are deferred: reading one is a query), e.g. SNAPSHOT_COLUMNS."""
     params = {**params, "lifecycle_types": list(lc.LIFECYCLE_TYPES)}
-    final = ("SELECT c.*, ev.event_pk, ev.new_event_id FROM changed c "
+    selected = ", ".join(f"c.{name}" for name in columns) if columns else "c.*"
+    final = (f"SELECT {selected}, ev.event_pk, ev.new_event_id FROM changed c "
              "JOIN events ev ON ev.run_id = c.id")
     return list(Run.objects.raw(f"{sql} {final}", params))
 

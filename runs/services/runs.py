@@ -26,6 +26,7 @@ from runs import wire
 from runs.models import Project, Run, RunState
 from runs.projection_sql import succeed_sql
 from runs.services.ledger import (
+    SNAPSHOT_COLUMNS,
     append_lifecycle,
     check_holder,
     check_transition,
@@ -243,8 +244,10 @@ def run_succeed_batch(
     id, its fresh Run or the DomainError ``run_succeed`` raised for it."""
     unique = dict(results)  # one outcome per run
     items = list(zip(unique, _outcomes(list(unique.values())), strict=True))
+    # A worker only needs to know which runs succeeded: the rows are not loaded whole.
     done: dict[str, Run | DomainError] = {
-        run.id: run for run in _succeed_fast_many(items, worker_id=worker_id)
+        run.id: run for run in _succeed_fast_many(items, worker_id=worker_id,
+                                                  columns=SNAPSHOT_COLUMNS)
     }
     for run_id, outcome in items:
         if run_id not in done:
@@ -256,7 +259,10 @@ def run_succeed_batch(
     return done
 
 
-def _succeed_fast_many(items: list[tuple[str, dict]], *, worker_id: str | None) -> list[Run]:
+def _succeed_fast_many(
+    items: list[tuple[str, dict]], *, worker_id: str | None,
+    columns: tuple[str, ...] | None = None,
+) -> list[Run]:
     """PostgreSQL's common case of ``run_succeed`` for ``(run_id, outcome)`` pairs (distinct
     runs) in one statement: it does what ``projections.apply_event`` does for ``run.succeeded``
     and stores each run's event.
@@ -274,7 +280,7 @@ def _succeed_fast_many(items: list[tuple[str, dict]], *, worker_id: str | None) 
         "at": now, "ids": [run_id for run_id, _ in items],
         "texts": [dumps(outcome) for _, outcome in items],
         "worker_id": worker_id, "etype": lc.RUN_SUCCEEDED, "source": "server",
-    })
+    }, columns=columns)
     for run in runs:
         lifecycle_broadcast(run, [lifecycle_row(run, lc.RUN_SUCCEEDED, outcomes[run.id], at=now,
                                                 source="server")])
