@@ -463,7 +463,7 @@ def phase_service(args) -> None:
     for batch in warmup:
         append(batch)
     out: dict[str, Any] = {"results": []}
-    res = measure("service events_append", append, batches, min_seconds=args.min_seconds,
+    res = measure("service event_append_batch", append, batches, min_seconds=args.min_seconds,
                   max_events=PER_RUN_CAP)
     out["results"].append(res.summary())
     prep = measure("prepare_events only (no DB)",
@@ -479,7 +479,7 @@ def phase_service(args) -> None:
         batch = batches[0]
         prof = cProfile.Profile()
         prof.runcall(services.event_append_batch, run_id=run.id, events=batch)
-        texts.append(profile_text(prof, f"service events_append, one {len(batch)}-event batch",
+        texts.append(profile_text(prof, f"service event_append_batch, one {len(batch)}-event batch",
                                   own=12))
 
         from django.test import Client
@@ -581,7 +581,7 @@ def print_report(report: DbReport, args) -> list[tuple[str, bool]]:
     print("  (vs raw = rate / fastest raw rate; raw includes building the rows: uuid4, "
           "json.dumps)")
     api = next(r for r in report.results if r.label == "API POST batches, 1 client")
-    service = next(r for r in report.results if r.label == "service events_append")
+    service = next(r for r in report.results if r.label == "service event_append_batch")
     api_ratio, service_ratio = api.rate / best_raw.rate, service.rate / best_raw.rate
     checks = [
         (f"API/raw = {api.rate:,.0f} / {best_raw.rate:,.0f} ({best_raw.label}) = "
