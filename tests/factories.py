@@ -46,7 +46,8 @@ class ApiKeyFactory(factory.Factory):
 
 
 class PayloadBlobFactory(factory.Factory):
-    """A stored blob (file and row) with distinct bytes unless ``data`` is given."""
+    """A stored blob (file and row) with distinct bytes unless ``data`` is given; ``blob.ref``
+    is its ``sha256:`` reference, as the payload store hands it to a writer."""
 
     class Meta:
         model = PayloadBlob
@@ -58,7 +59,9 @@ class PayloadBlobFactory(factory.Factory):
     @classmethod
     def _create(cls, model_class, **kwargs) -> PayloadBlob:
         stored = payload_store(**kwargs)
-        return PayloadBlob.objects.get(sha256=stored.sha256)
+        blob = PayloadBlob.objects.get(sha256=stored.sha256)
+        blob.ref = stored.ref
+        return blob
 
 
 class TraceFactory(factory.django.DjangoModelFactory):

@@ -82,7 +82,14 @@ window.TF = (function () {
     const pct = total ? Math.round((100 * done) / total) : 0;
     return el("span", { class: "progress", title: `${pct}%` }, el("span", { style: `width:${pct}%` }));
   }
+  // A retry or timeout flag ("retry" | "timeout", as the API sets it) the way the trace pages
+  // draw it: a badge (trace list, inspector) or a small marker (tree rows, span events).
+  const FLAG_LABEL = { retry: "↻ retry", timeout: "◔ timeout" };
+  function flagMark(flag, opts) {
+    const { badge: asBadge = false, title } = opts || {};
+    return el("span", { class: asBadge ? `badge flag-${flag}` : `mk mk-${flag}`, title }, FLAG_LABEL[flag]);
+  }
   return { api, el, csrf, fmtTime, fmtDuration, fmtNumber, fmtCost, badge, copy, localInput,
-           progressBar,
+           progressBar, flagMark,
            role: () => document.body.dataset.role || "" };
 })();

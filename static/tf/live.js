@@ -17,8 +17,11 @@
    client acknowledges what it processed (debounced, and at least every ACK_EVERY events), as the
    server stops sending after 1,000 unacknowledged events.
 
+   TF.live.connectPage(conn, opts): connect() with the page's connection badge and login redirect.
+
    TF.live.Timeline: rows for events, at most `maxRows` in the DOM while following (twice that
-   while paused); older rows can be loaded back on demand.
+   while paused); older rows can be loaded back on demand. TF.live.timelineCard wires one to the
+   card of templates/includes/timeline_card.html.
 */
 "use strict";
 (function () {
@@ -598,9 +601,43 @@
     };
   }
 
+  /* A timeline card (templates/includes/timeline_card.html) wired up: the Timeline over its rows
+     and its toolbar. opts: {maxRows, keepIds, renderRow(ev) -> Element, loadEarlier (optional)}.
+     add(events) shows a batch and offers its types in the toolbar's type filter. */
+  function timelineCard(card, opts) {
+    let toolbar = null;
+    const timeline = new Timeline({
+      scroller: card.querySelector(".timeline"),
+      rows: card.querySelector(".timeline-rows"),
+      maxRows: opts.maxRows,
+      keepIds: opts.keepIds,
+      renderRow: opts.renderRow,
+      onChange: () => { if (toolbar) toolbar.update(); },
+    });
+    toolbar = bindToolbar(card, timeline, { loadEarlier: opts.loadEarlier });
+    toolbar.update();
+    return {
+      timeline,
+      toolbar,
+      add(events) { toolbar.noteTypes(events); timeline.add(events); },
+    };
+  }
+
+  /* connect() for a page with a connection badge (``conn``, with data-keepalive-ms): the badge
+     shows the state, and a stream refused as "not logged in" sends the page to the login form. */
+  function connectPage(conn, opts) {
+    return new LiveClient(Object.assign({
+      keepaliveMs: Number(conn.dataset.keepaliveMs) || undefined,
+      onState: bindIndicator(conn),
+      onFatal: (code) => {
+        if (code === 4401) location.assign(`/accounts/login/?next=${encodeURIComponent(location.pathname)}`);
+      },
+    }, opts));
+  }
+
   window.TF = window.TF || {};
   window.TF.live = {
-    connect: (opts) => new LiveClient(opts), Timeline, eventRow, summary, clock, text,
-    logStream, bindToolbar, bindIndicator,
+    connect: (opts) => new LiveClient(opts), connectPage, Timeline, timelineCard, eventRow,
+    summary, clock, text, logStream, bindToolbar, bindIndicator,
   };
 })();

@@ -9,10 +9,7 @@
   const runRows = new Map();   // run id -> row element
   const MAX_RUNS = 50;
 
-  const tlRoot = root.querySelector(".timeline-card");
-  const timeline = new live.Timeline({
-    scroller: tlRoot.querySelector(".timeline"),
-    rows: tlRoot.querySelector(".timeline-rows"),
+  const timeline = live.timelineCard(root.querySelector(".timeline-card"), {
     maxRows: Number(root.dataset.timelineRows) || 2000,
     keepIds: false,
     renderRow: (ev) => {
@@ -21,10 +18,7 @@
       row.dataset.runId = ev.run_id;
       return row;
     },
-    onChange: () => toolbar.update(),
   });
-  const toolbar = live.bindToolbar(tlRoot, timeline, {});
-  toolbar.update();
 
   function noteRun(snap, latestAt, { append = false } = {}) {
     let row = runRows.get(snap.id);
@@ -65,19 +59,13 @@
     })
     .catch(() => {});
 
-  const conn = root.querySelector(".conn");
-  const indicator = live.bindIndicator(conn);
-  window.TF.projectLive = live.connect({
-    keepaliveMs: Number(conn.dataset.keepaliveMs) || undefined,
+  window.TF.projectLive = live.connectPage(root.querySelector(".conn"), {
     ws: `/ws/projects/${encodeURIComponent(slug)}/`,
     sse: `/api/v1/projects/${encodeURIComponent(slug)}/events/stream`,
     poll: null,
     afterId: null,   // the server starts with the latest 100 events
-    onState: indicator,
-    onFatal: (code) => { if (code === 4401) location.assign(`/accounts/login/?next=${encodeURIComponent(location.pathname)}`); },
     onRun: (snap) => noteRun(snap),
     onEvents: (events) => {
-      toolbar.noteTypes(events);
       timeline.add(events);
       const last = new Map();
       for (const ev of events) last.set(ev.run_id, ev.created_at);

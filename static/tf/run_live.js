@@ -237,10 +237,7 @@
   }
 
   // --- timeline ----------------------------------------------------------------------------
-  const tlRoot = root.querySelector(".timeline-card");
-  const timeline = new live.Timeline({
-    scroller: tlRoot.querySelector(".timeline"),
-    rows: tlRoot.querySelector(".timeline-rows"),
+  const timeline = live.timelineCard(root.querySelector(".timeline-card"), {
     maxRows: Number(root.dataset.timelineRows) || 2000,
     keepIds: true,
     renderRow: (ev) => {
@@ -248,15 +245,11 @@
       const ctx = el("span", { class: "ev-ctx", title: ev.step_id || "" }, s ? s.name : (ev.step_id ? ev.step_id.slice(0, 13) + "…" : ""));
       return live.eventRow(ev, ctx);
     },
-    onChange: () => toolbar.update(),
-  });
-  const toolbar = live.bindToolbar(tlRoot, timeline, {
     loadEarlier: async (afterId, limit) => {
       const page = await api(`/api/v1/runs/${runId}/events?after_id=${afterId}&limit=${limit}`);
       return page.events;
     },
   });
-  toolbar.update();
   renderSteps();
   renderHeader();
 
@@ -277,19 +270,13 @@
     return { items, more: page.events.length === 1000, finished: FINISHED.has(run.state) };
   }
 
-  const conn = root.querySelector(".conn");
-  const indicator = live.bindIndicator(conn);
-  window.TF.runLive = live.connect({
-    keepaliveMs: Number(conn.dataset.keepaliveMs) || undefined,
+  window.TF.runLive = live.connectPage(root.querySelector(".conn"), {
     ws: `/ws/runs/${runId}/`,
     sse: `/api/v1/runs/${runId}/events/stream`,
     poll,
     afterId: 0,
-    onState: indicator,
-    onFatal: (code) => { if (code === 4401) location.assign(`/accounts/login/?next=${encodeURIComponent(location.pathname)}`); },
     onRun: applySnapshot,
     onEvents: (events) => {
-      toolbar.noteTypes(events);
       noteLogs(events);
       timeline.add(events);
     },

@@ -6,7 +6,7 @@
    with depth), so a subtree is a contiguous range and collapsing is index arithmetic. */
 "use strict";
 (function () {
-  const { api, el, fmtDuration, fmtNumber, fmtCost } = window.TF;
+  const { api, el, fmtDuration, fmtNumber, fmtCost, flagMark } = window.TF;
   const ROW_H = 24;            // keep in sync with .tv-row in traces.css
   const MARGIN = 30;           // rows drawn above and below the visible ones
   const MAX_INDENT = 24;       // deeper levels are drawn at this indent, with their depth shown
@@ -116,8 +116,8 @@
       el("span", { class: "tv-label", title: s.name }, s.name),
       sub && !s.name.includes(sub) ? el("span", { class: "tv-sub" }, sub) : null,
       collapsed[i] ? el("span", { class: "tv-hidden" }, `+${fmtNumber(end[i] - i - 1)}`) : null,
-      s.is_retry ? el("span", { class: "mk mk-retry", title: "retry" }, "↻ retry") : null,
-      s.is_timeout ? el("span", { class: "mk mk-timeout", title: "timeout" }, "◔ timeout") : null,
+      s.is_retry ? flagMark("retry", { title: "retry" }) : null,
+      s.is_timeout ? flagMark("timeout", { title: "timeout" }) : null,
       err ? el("span", { class: "mk mk-error", title: "error status" }, "✕") : null);
     // The duration label goes right of the bar, else left of it, else inside a wide bar.
     const place = left + width <= 78 ? `left:${left + width}%` : left >= 18 ? `right:${100 - left}%`
@@ -293,8 +293,8 @@
     const startNs = BigInt(span.start_time_unix_nano);
     const badges = [el("span", { class: `badge t-${span.span_type}` }, span.span_type), " ",
       el("span", { class: `badge status-${span.status_code}` }, span.status_code)];
-    if (span.is_retry) badges.push(" ", el("span", { class: "badge flag-retry", title: "this span is a retry" }, "↻ retry"));
-    if (span.is_timeout) badges.push(" ", el("span", { class: "badge flag-timeout", title: "this span timed out" }, "◔ timeout"));
+    if (span.is_retry) badges.push(" ", flagMark("retry", { badge: true, title: "this span is a retry" }));
+    if (span.is_timeout) badges.push(" ", flagMark("timeout", { badge: true, title: "this span timed out" }));
     const facts = [
       ["Span ID", el("span", {}, el("span", { class: "mono" }, span.span_id), " ", el("button", { type: "button", class: "copy", "data-copy": span.span_id }, "copy"))],
       ["Parent", span.parent_span_id ? el("a", { href: `?span=${span.parent_span_id}`, "data-select-span": span.parent_span_id, class: "mono" }, span.parent_span_id) : el("span", { class: "muted" }, "root")],
@@ -337,7 +337,7 @@
       const retry = Boolean(flags[i] && flags[i].is_retry), timeout = Boolean(flags[i] && flags[i].is_timeout);
       return el("li", { class: `in-event${retry ? " retry" : ""}${timeout ? " timeout" : ""}${e.name === "exception" ? " exception" : ""}` },
         el("div", { class: "ev-head" }, el("span", { class: "ev-time mono" }, e.time_unix_nano ? `+${fmtDuration(offset)}` : ""), el("strong", {}, e.name),
-          retry ? el("span", { class: "mk mk-retry" }, "↻ retry") : null, timeout ? el("span", { class: "mk mk-timeout" }, "◔ timeout") : null),
+          retry ? flagMark("retry") : null, timeout ? flagMark("timeout") : null),
         Object.keys(e.attributes || {}).length ? kvTable(e.attributes, "ev-attrs") : null);
     })) : el("p", { class: "muted" }, "none")));
 

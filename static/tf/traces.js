@@ -2,7 +2,7 @@
    the rows come from GET /api/v1/traces with the same parameters, cursor-paginated. */
 "use strict";
 (function () {
-  const { api, el, fmtDuration, fmtNumber, fmtCost, fmtTime, badge } = window.TF;
+  const { api, el, fmtDuration, fmtNumber, fmtCost, fmtTime, badge, flagMark } = window.TF;
   const form = document.getElementById("trace-filters");
   const tbody = document.querySelector("#trace-table tbody");
   const status = document.getElementById("tl-status");
@@ -92,8 +92,8 @@
   function row(t, maxDuration) {
     const href = `/traces/${t.trace_id}/`;
     const flags = [];
-    if (t.has_retry) flags.push(el("span", { class: "badge flag-retry", title: "a span was retried" }, "↻ retry"));
-    if (t.has_timeout) flags.push(el("span", { class: "badge flag-timeout", title: "a span timed out" }, "◔ timeout"));
+    if (t.has_retry) flags.push(flagMark("retry", { badge: true, title: "a span was retried" }));
+    if (t.has_timeout) flags.push(flagMark("timeout", { badge: true, title: "a span timed out" }));
     const width = maxDuration > 0 ? Math.max(2, (t.duration_ms / maxDuration) * 100) : 0;
     const chips = [...t.models.map((m) => el("span", { class: "chip chip-model" }, m)),
       ...t.tools.slice(0, 2).map((n) => el("span", { class: "chip chip-tool" }, n))];

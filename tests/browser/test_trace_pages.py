@@ -15,12 +15,14 @@ from playwright.sync_api import expect
 
 from tests.browser.trace_helpers import MS, agent_trace, ingest, large_trace, sid
 from tests.livestack import login
+from tests.traces.otlp_builders import json_span
 
 # Trace ids of this module (nothing else in the shared deployment uses the 7e/7f prefixes).
 T_GPT = "7e" + "0" * 29 + "1"
 T_CLAUDE = "7e" + "0" * 29 + "2"
 T_SLOW = "7e" + "0" * 29 + "3"
 T_RETRY = "7e" + "0" * 29 + "4"
+T_EVENTS = "7e" + "0" * 29 + "5"
 T_LARGE = "7f" + "0" * 29 + "1"
 LIST_SERVICE = "tp-list"
 LARGE_SPANS = 4_000
@@ -43,6 +45,11 @@ def site(live_stack):
     ingest(live_stack, server, key, agent_trace(T_RETRY, big_input=True, retry_and_timeout=True),
            service="tp-detail")
     ingest(live_stack, server, key, large_trace(T_LARGE, LARGE_SPANS), service="tp-large")
+    ingest(live_stack, server, key, [json_span(T_EVENTS, sid(1), "call tool", start=now, events=[
+        {"name": "tool.retry", "timeUnixNano": str(now + MS)},
+        {"name": "request.timeout", "timeUnixNano": str(now + 2 * MS)},
+        {"name": "note", "timeUnixNano": str(now + 3 * MS)},
+    ])], service="tp-events")
     users = {}
     for role in ("viewer", "engineer"):
         users[role] = (f"tp-{role}", live_stack.create_user(f"tp-{role}", role))
@@ -196,6 +203,23 @@ def test_retry_and_timeout_markers(site, browser_page):
     expect(inspector.locator(".in-event.timeout")).to_contain_text("httpx.ReadTimeout")
     retried.click()
     expect(inspector.locator(".badge.flag-retry")).to_be_visible()
+
+
+def test_span_events_are_marked_by_the_flags_the_api_sends(site, browser_page):
+    """Each event's retry/timeout marker comes from the span's `event_flags` (the server's
+    rules), not from rules of the page's own."""
+    server = log_in(browser_page, site, "viewer")
+    browser_page.goto(f"{server.url}/traces/{T_EVENTS}/?span={sid(1)}")
+    events = browser_page.locator("#td-inspector .in-event")
+    expect(events).to_have_count(3)
+    expect(events.nth(0)).to_have_class(re.compile(r"\bretry\b"))
+    expect(events.nth(0).locator(".mk-retry")).to_have_text("↻ retry")
+    expect(events.nth(1)).to_have_class(re.compile(r"\btimeout\b"))
+    expect(events.nth(1).locator(".mk-timeout")).to_have_text("◔ timeout")
+    expect(events.nth(2)).to_contain_text("note")
+    expect(events.nth(2).locator(".mk")).to_have_count(0)
+    expect(events.locator(".mk-retry")).to_have_count(1)
+    expect(events.locator(".mk-timeout")).to_have_count(1)
 
 
 def test_engineer_gets_a_payload_link_for_a_large_input(site, browser_page):

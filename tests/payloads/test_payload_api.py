@@ -7,9 +7,9 @@ import json
 import pytest
 
 from payloads.models import PayloadBlob
-from payloads.store import payload_store
 from runs.models import Run
 from tests.conftest import client_for
+from tests.factories import PayloadBlobFactory
 from tests.runs.factories import RunFactory
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +19,7 @@ BODY = json.dumps({"prompt": "hello world", "n": list(range(50))}).encode()
 
 @pytest.fixture
 def blob():
-    return payload_store(data=BODY, content_type="application/json", redaction_mode="standard")
+    return PayloadBlobFactory(data=BODY, content_type="application/json")
 
 
 def url(sha256: str) -> str:
@@ -37,8 +37,7 @@ def test_engineer_gets_the_bytes_with_their_content_type(engineer_client, blob):
 
 
 def test_text_blob_and_ref_spellings(admin_client_api):
-    text = payload_store(data="größe ✓".encode(), content_type="text/plain; charset=utf-8",
-                         redaction_mode="standard")
+    text = PayloadBlobFactory(data="größe ✓".encode(), content_type="text/plain; charset=utf-8")
     for path in (url(text.sha256), url(text.ref), url(text.sha256.upper()),
                  url(text.sha256) + "/"):
         resp = admin_client_api.get(path)
@@ -132,7 +131,7 @@ def test_if_range_and_if_none_match(engineer_client, blob):
 
 
 def test_empty_blob(engineer_client):
-    empty = payload_store(data=b"", content_type="text/plain", redaction_mode="standard")
+    empty = PayloadBlobFactory(data=b"", content_type="text/plain")
     resp = engineer_client.get(url(empty.sha256))
     assert resp.status_code == 200 and resp.content == b""
     assert engineer_client.get(url(empty.sha256), HTTP_RANGE="bytes=0-").status_code == 416

@@ -15,9 +15,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from payloads.models import PayloadBlob, PayloadRef
-from payloads.store import payload_store
 from runs import services
 from runs.models import Project, Run, RunEvent, RunState, Step
+from tests.factories import PayloadBlobFactory
 from tests.traces.otlp_builders import json_request, json_span
 from tracefoundry.maintenance import retention_cleanup
 from traces.models import Span, Trace
@@ -201,8 +201,7 @@ def test_unreferenced_blobs_are_collected_after_the_grace_period(
     django_capture_on_commit_callbacks, payload_dir
 ):
     def orphan(text: str) -> str:  # a writer that stored its blob, then rolled back
-        return payload_store(data=text.encode(), content_type="text/plain",
-                             redaction_mode="standard").sha256
+        return PayloadBlobFactory(data=text.encode(), content_type="text/plain").sha256
 
     young, old = big_text("young orphan"), big_text("old orphan")
     orphan(young)
@@ -227,7 +226,7 @@ def test_unreferenced_blobs_are_collected_after_the_grace_period(
 
 def test_a_rolled_back_cleanup_leaves_rows_and_files(payload_dir):
     text = big_text("orphan")
-    payload_store(data=text.encode(), content_type="text/plain", redaction_mode="standard")
+    PayloadBlobFactory(data=text.encode(), content_type="text/plain")
     age_blob(text, hours=2)
     with pytest.raises(RuntimeError), transaction.atomic():
         assert retention_cleanup().unreferenced_blobs == 1
@@ -241,7 +240,7 @@ def test_a_file_that_cannot_be_deleted_does_not_stop_cleanup(
 ):
     texts = [big_text(f"orphan {i}") for i in range(2)]
     for text in texts:
-        payload_store(data=text.encode(), content_type="text/plain", redaction_mode="standard")
+        PayloadBlobFactory(data=text.encode(), content_type="text/plain")
         age_blob(text, hours=2)
 
     def unavailable(self, name):

@@ -20,13 +20,11 @@ from django.test import Client
 from payloads.models import PayloadRef
 from runs.services import event_append_batch, step_create
 from tests.conftest import client_for
+from tests.factories import ApiKeyFactory, SpanFactory, UserFactory
 from tests.runs.factories import RunFactory
-from tests.tracefoundry.factories import UserFactory
 from tests.traces.otlp_builders import json_request, json_span
 from tracefoundry.asgi import application
-from tracefoundry.services import apikey_create, apikey_revoke
-from traces.otlp_decode import decode_request
-from traces.services import spans_ingest
+from tracefoundry.services import apikey_revoke
 
 SCOPES = ("runs:read", "runs:write", "ingest", "worker")
 ALL_SCOPES = ",".join(SCOPES)
@@ -141,8 +139,7 @@ def _world(project) -> dict:
     step = step_create(run_id=run.id, name="s")
     event_append_batch(run_id=run.id, events=[{"type": "note", "payload": {"text": "y" * 20_000}}])
     sha = PayloadRef.objects.filter(run_event__run=run).first().blob.sha256
-    decoded = decode_request(json_request([json_span(TRACE_ID, SPAN_ID)]), "application/json")
-    spans_ingest(project=project, records=decoded.spans)
+    SpanFactory(span_id=SPAN_ID, trace__trace_id=TRACE_ID, trace__project=project)
     return {"run": run.id, "queued": queued.id, "step": step.id, "sha": sha,
             "trace": TRACE_ID, "span": SPAN_ID}
 
@@ -156,14 +153,14 @@ def _user(role: str | None, *, active: bool = True):
 
 def _raw_key(who: Principal, project, other_project) -> str:
     user = _user(who.role) if who.bound else None
-    issued = apikey_create(project=other_project if who.other_project else project,
-                           scopes=who.scopes, user=user)
+    key = ApiKeyFactory(project=other_project if who.other_project else project,
+                        scopes=who.scopes, user=user)
     if who.refused == "revoked":
-        apikey_revoke(key=issued.key)
+        apikey_revoke(key=key)
     if who.refused == "inactive":
         user.is_active = False
         user.save()
-    return issued.raw
+    return key.raw
 
 
 def _expected_refusal(path: str, who: Principal) -> tuple[int, str]:
