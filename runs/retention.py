@@ -8,16 +8,16 @@ payloads about it (registered in RunsConfig.ready).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 
-from django.db import transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Coalesce
 
 from payloads.references import REF_PREFIX, ReferenceSource
 from runs.models import FINISHED_RUN_STATES, Run, RunEvent, Step
-from tracefoundry.batching import delete_in_batches, ids_page
+from tracefoundry.batching import parents_delete
 
 
 def runs_expired(*, cutoff: datetime) -> QuerySet[Run]:
@@ -42,24 +42,17 @@ def runs_expired_delete(
 ) -> dict[str, int]:
     """Delete the expired runs ``batch_size`` at a time, their events in batches of their own
     first (a run with 100,000 events never becomes one giant transaction)."""
-    expired = runs_expired(cutoff=cutoff)
-    done = {"runs": 0, "steps": 0, "events": 0}
-    after = ""
-    while run_ids := ids_page(expired.filter(pk__gt=after), batch_size):
-        after = run_ids[-1]
-        done["events"] += delete_in_batches(
-            RunEvent.objects.filter(run_id__in=run_ids),
-            lambda qs: qs._retention_delete(),  # the one sanctioned delete path of events
-            batch_size=batch_size,
-        )
-        with transaction.atomic():
-            # Re-checked inside the transaction: only what is still expired goes.
-            _, per_model = expired.filter(pk__in=run_ids).delete()
-        done["runs"] += per_model.get("runs.Run", 0)
-        done["steps"] += per_model.get("runs.Step", 0)
-        done["events"] += per_model.get("runs.RunEvent", 0)
-        progress(done)
-    return done
+    def counts(deleted: Counter[str]) -> dict[str, int]:
+        return {"runs": deleted["runs.Run"], "steps": deleted["runs.Step"],
+                "events": deleted["runs.RunEvent"]}
+
+    deleted = parents_delete(
+        runs_expired(cutoff=cutoff),
+        children=lambda run_ids: RunEvent.objects.filter(run_id__in=run_ids),
+        delete_children=lambda qs: qs._retention_delete(),  # the one sanctioned delete path
+        batch_size=batch_size, progress=lambda so_far: progress(counts(so_far)),
+    )
+    return counts(deleted)
 
 
 def _output_refers(sha256: str, project_id: int) -> bool:

@@ -27,7 +27,7 @@ def project_get(*, slug: str) -> Project:
 
 
 @functools.lru_cache(maxsize=1024)
-def project_slug(project_id: int) -> str:
+def project_slug(*, project_id: int) -> str:
     """A project's slug, cached: slugs never change once created (the admin keeps them fixed)."""
     return Project.objects.values_list("slug", flat=True).get(pk=project_id)
 

@@ -12,9 +12,9 @@ from rest_framework.test import APIClient
 
 from runs.models import Project
 from runs.selectors import project_policy_overrides_forget, project_slug
-from tests.tracefoundry.factories import PASSWORD, UserFactory
+from tests.factories import ApiKeyFactory, ProjectFactory, UserFactory
+from tests.tracefoundry.factories import PASSWORD
 from tracefoundry.selectors import apikey_forget
-from tracefoundry.services import apikey_create
 
 
 def pytest_configure(config):
@@ -84,7 +84,7 @@ def project(db) -> Project:
 
 @pytest.fixture
 def other_project(db) -> Project:
-    return Project.objects.create(slug="other", name="Other")
+    return ProjectFactory(slug="other", name="Other")
 
 
 def _user_in(role: str | None, **kwargs):
@@ -153,8 +153,8 @@ def make_key(project):
     """Issue a real API key; returns (ApiKey, raw)."""
 
     def make(scopes: str, *, project_obj=None, user=None):
-        issued = apikey_create(project=project_obj or project, scopes=scopes, user=user)
-        return issued.key, issued.raw
+        key = ApiKeyFactory(project=project_obj or project, scopes=scopes, user=user, name="")
+        return key, key.raw
 
     return make
 

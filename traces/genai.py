@@ -322,26 +322,32 @@ def _retry_and_timeout(attrs: dict) -> tuple[bool, bool]:
     return is_retry, is_timeout
 
 
+def event_retry_and_timeout(event: object) -> tuple[bool, bool]:
+    """Whether one span event marks a retry, and whether it marks a timeout (the rules in this
+    module's docstring); the span page shows these per event (``SpanSerializer``)."""
+    if not isinstance(event, dict):
+        return False, False
+    event_name = event.get("name")
+    if not isinstance(event_name, str):
+        return False, False
+    event_name = event_name.strip().lower()
+    if event_name == "exception":
+        attrs = event.get("attributes")
+        return False, isinstance(attrs, dict) and bool(
+            _names_timeout(attrs.get("exception.type"))
+            or _says_timeout(attrs.get("exception.message"))
+        )
+    if event_name in _RETRY_EVENT_NAMES or event_name.endswith(_RETRY_EVENT_SUFFIXES):
+        return True, False
+    return False, event_name in _TIMEOUT_EVENT_NAMES or event_name.endswith(
+        _TIMEOUT_EVENT_SUFFIXES)
+
+
 def _events_retry_and_timeout(events: list | tuple) -> tuple[bool, bool]:
     is_retry = is_timeout = False
     for event in events:
-        if not isinstance(event, dict):
-            continue
-        event_name = event.get("name")
-        if not isinstance(event_name, str):
-            continue
-        event_name = event_name.strip().lower()
-        if event_name == "exception":
-            attrs = event.get("attributes")
-            if isinstance(attrs, dict) and (
-                _names_timeout(attrs.get("exception.type"))
-                or _says_timeout(attrs.get("exception.message"))
-            ):
-                is_timeout = True
-        elif event_name in _RETRY_EVENT_NAMES or event_name.endswith(_RETRY_EVENT_SUFFIXES):
-            is_retry = True
-        elif event_name in _TIMEOUT_EVENT_NAMES or event_name.endswith(_TIMEOUT_EVENT_SUFFIXES):
-            is_timeout = True
+        retry, timeout = event_retry_and_timeout(event)
+        is_retry, is_timeout = is_retry or retry, is_timeout or timeout
         if is_retry and is_timeout:
             break
     return is_retry, is_timeout

@@ -5,14 +5,14 @@ turn."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
-from django.db import transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Coalesce
 
-from tracefoundry.batching import delete_in_batches, ids_page
+from tracefoundry.batching import parents_delete
 from traces.models import Span, Trace
 
 
@@ -37,18 +37,13 @@ def traces_expired_delete(
     *, cutoff: datetime, batch_size: int, progress: Callable[[dict[str, int]], None]
 ) -> dict[str, int]:
     """Delete the expired traces ``batch_size`` at a time, their spans in batches first."""
-    expired = traces_expired(cutoff=cutoff)
-    done = {"traces": 0, "spans": 0}
-    after = 0
-    while trace_pks := ids_page(expired.filter(pk__gt=after), batch_size):
-        after = trace_pks[-1]
-        done["spans"] += delete_in_batches(
-            Span.objects.filter(trace_id__in=trace_pks), lambda qs: qs.delete(),
-            batch_size=batch_size,
-        )
-        with transaction.atomic():
-            _, per_model = expired.filter(pk__in=trace_pks).delete()
-        done["traces"] += per_model.get("traces.Trace", 0)
-        done["spans"] += per_model.get("traces.Span", 0)
-        progress(done)
-    return done
+    def counts(deleted: Counter[str]) -> dict[str, int]:
+        return {"traces": deleted["traces.Trace"], "spans": deleted["traces.Span"]}
+
+    deleted = parents_delete(
+        traces_expired(cutoff=cutoff),
+        children=lambda trace_pks: Span.objects.filter(trace_id__in=trace_pks),
+        delete_children=lambda qs: qs.delete(),
+        batch_size=batch_size, progress=lambda so_far: progress(counts(so_far)),
+    )
+    return counts(deleted)

@@ -85,7 +85,7 @@ def event_append_batch(
             events_insert(rows)
             _save_payload_refs(rows, prepared)
             realtime.broadcast_on_commit(
-                run_id=run.id, project_slug=project_slug(run.project_id),
+                run_id=run.id, project_slug=project_slug(project_id=run.project_id),
                 events=realtime.live_events(rows), run=wire.run_snapshot(run),
             )
             return AppendResult(run=run, events=rows, accepted=len(rows), dropped=0)
@@ -114,7 +114,7 @@ def event_append_batch(
         # Agent events only move the counters (see projections.apply_event).
         run.save(update_fields=AGENT_EVENT_FIELDS)
         realtime.broadcast_on_commit(
-            run_id=run.id, project_slug=project_slug(run.project_id),
+            run_id=run.id, project_slug=project_slug(project_id=run.project_id),
             events=realtime.live_events(rows), run=wire.run_snapshot(run),
         )
     return AppendResult(

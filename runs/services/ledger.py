@@ -119,7 +119,7 @@ def save_projection(run: Run, steps: list[Step], events: list[RunEvent]) -> None
         step.save(update_fields=STEP_PROJECTED_FIELDS)
     realtime.broadcast_on_commit(
         run_id=run.id,
-        project_slug=project_slug(run.project_id),
+        project_slug=project_slug(project_id=run.project_id),
         events=realtime.live_events(events),
         run=wire.run_snapshot(run),
         steps=[wire.step_dict(step) for step in steps],
@@ -197,7 +197,7 @@ def lifecycle_row(
 
 def lifecycle_broadcast(run: Run, rows: list[EventRow]) -> None:
     realtime.broadcast_on_commit(
-        run_id=run.id, project_slug=project_slug(run.project_id),
+        run_id=run.id, project_slug=project_slug(project_id=run.project_id),
         events=realtime.live_events(rows), run=wire.run_snapshot(run),
     )
 

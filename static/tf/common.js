@@ -69,6 +69,20 @@ window.TF = (function () {
     const b = e.target.closest("[data-copy]");
     if (b) { e.preventDefault(); copy(b.dataset.copy, b); }
   });
-  return { api, el, csrf, fmtTime, fmtDuration, fmtNumber, fmtCost, badge, copy,
+  // ISO 8601 -> the value of an <input type=datetime-local>, in the browser's time zone
+  // ("YYYY-MM-DDTHH:MM:SS"); "" for what is not a date.
+  function localInput(iso) {
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return "";
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+  // A run's step progress as a bar (runs list, run page); its title is the percentage.
+  function progressBar(done, total) {
+    const pct = total ? Math.round((100 * done) / total) : 0;
+    return el("span", { class: "progress", title: `${pct}%` }, el("span", { style: `width:${pct}%` }));
+  }
+  return { api, el, csrf, fmtTime, fmtDuration, fmtNumber, fmtCost, badge, copy, localInput,
+           progressBar,
            role: () => document.body.dataset.role || "" };
 })();

@@ -33,7 +33,7 @@
     field("started").textContent = fmtTime(run.started_at) || "—";
     field("finished").textContent = fmtTime(run.finished_at) || "—";
     field("duration").textContent = durationOf(run) || "—";
-    field("steps").replaceChildren(progressBar(run.steps_completed, run.steps_total),
+    field("steps").replaceChildren(TF.progressBar(run.steps_completed, run.steps_total),
       ` ${run.steps_completed}/${run.steps_total}`);
     field("events").textContent = fmtNumber(run.event_count);
     field("errors").textContent = fmtNumber(run.error_count);
@@ -49,11 +49,6 @@
       box.hidden = FINISHED.has(run.state);
       box.querySelector(".force").hidden = !run.cancel_requested_at;
     }
-  }
-
-  function progressBar(done, total) {
-    const pct = total ? Math.round((100 * done) / total) : 0;
-    return el("span", { class: "progress", title: `${pct}%` }, el("span", { style: `width:${pct}%` }));
   }
 
   function applySnapshot(snap) {

@@ -13,13 +13,6 @@
   const REFRESH_MS = 750;
   const shown = new Map();   // run id -> the JSON its row was drawn from
 
-  function localInput(iso) {
-    // datetime-local wants "YYYY-MM-DDTHH:MM:SS" in the browser's time zone.
-    const d = new Date(iso);
-    if (Number.isNaN(d.getTime())) return iso;
-    const pad = (n) => String(n).padStart(2, "0");
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-  }
 
   function apiQuery(params) {
     const out = new URLSearchParams();
@@ -42,7 +35,7 @@
       if (input.tagName === "SELECT" && v && !Array.from(input.options).some((o) => o.value === v)) {
         input.append(el("option", { value: v, text: v }));
       }
-      input.value = name === "since" && v ? localInput(v) : v;
+      input.value = name === "since" && v ? TF.localInput(v) : v;
     }
   }
 
@@ -63,7 +56,7 @@
       el("td", {}, badge(r.state), r.cancel_requested_at && r.state === "running"
         ? el("span", { class: "muted", text: " cancel requested" }) : null),
       el("td", { class: "progress-cell", title: r.steps_total ? `${pct}%` : "no steps" },
-        el("span", { class: "progress" }, el("span", { style: `width:${pct}%` })),
+        TF.progressBar(r.steps_completed, r.steps_total),
         el("span", { class: "steps-count", text: r.steps_total ? ` ${r.steps_completed}/${r.steps_total}` : " –" })),
       el("td", { class: "num" }, r.max_attempts > 1 ? `${r.attempt}/${r.max_attempts}` : String(r.attempt)),
       el("td", { class: "num" }, fmtNumber(r.event_count)),

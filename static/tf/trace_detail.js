@@ -288,14 +288,6 @@
     return el("details", { class: "in-section", open: open !== false },
       el("summary", {}, title, count !== null && count !== undefined ? el("span", { class: "count" }, String(count)) : null), body);
   }
-  function isRetryEvent(e) { return /(^|[._])(retry|retrying)$/i.test(e.name); }
-  function isTimeoutEvent(e) {
-    if (/(^|[._])timeout$/i.test(e.name)) return true;
-    if (e.name !== "exception") return false;
-    const a = e.attributes || {};
-    return /timeout|timed out|deadline/i.test(`${a["exception.type"] || ""} ${a["exception.message"] || ""}`);
-  }
-
   function inspectorBody(span, compact) {
     const attrs = span.attributes || {};
     const startNs = BigInt(span.start_time_unix_nano);
@@ -339,9 +331,10 @@
     out.push(section("Attributes", Object.keys(attrs).length, kvTable(attrs, "attrs")));
 
     const events = span.events || [];
-    out.push(section("Events", events.length, events.length ? el("ol", { class: "in-events" }, events.map((e) => {
+    const flags = span.event_flags || [];  // per event, from the API (traces/genai.py)
+    out.push(section("Events", events.length, events.length ? el("ol", { class: "in-events" }, events.map((e, i) => {
       const offset = Number(BigInt(e.time_unix_nano || 0) - startNs) / 1e6;
-      const retry = isRetryEvent(e), timeout = isTimeoutEvent(e);
+      const retry = Boolean(flags[i] && flags[i].is_retry), timeout = Boolean(flags[i] && flags[i].is_timeout);
       return el("li", { class: `in-event${retry ? " retry" : ""}${timeout ? " timeout" : ""}${e.name === "exception" ? " exception" : ""}` },
         el("div", { class: "ev-head" }, el("span", { class: "ev-time mono" }, e.time_unix_nano ? `+${fmtDuration(offset)}` : ""), el("strong", {}, e.name),
           retry ? el("span", { class: "mk mk-retry" }, "↻ retry") : null, timeout ? el("span", { class: "mk mk-timeout" }, "◔ timeout") : null),

@@ -15,17 +15,11 @@
   const params = new URLSearchParams(location.search);
 
   // --- the form mirrors the query string ------------------------------------------------------
-  function localInput(iso) {  // ISO 8601 -> the value of an <input type=datetime-local>
-    const d = new Date(iso);
-    if (isNaN(d)) return "";
-    const pad = (n) => String(n).padStart(2, "0");
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-  }
   function fillForm() {
     for (const [name, value] of params) {
       const field = form.elements[name];
       if (!field) continue;
-      field.value = field.type === "datetime-local" ? localInput(value) : value;
+      field.value = field.type === "datetime-local" ? TF.localInput(value) : value;
     }
     if (!params.get("range") && (params.get("since") || params.get("before"))) form.elements.range.value = "custom";
     for (const f of FLAGS) if (params.get(f) === "true") form.elements.flag.value = f;

@@ -543,3 +543,26 @@ def test_tool_filter_is_served_by_the_trigram_index(corpus):
     short = TraceFilter({"tool": "_f"}, queryset=Trace.objects.all()).qs
     assert "::text ILIKE" not in str(short.query)  # under 3 characters: no trigram to use
     assert [t.trace_id for t in short] == [B]
+
+
+def test_span_detail_flags_each_event(viewer_client, ingest):
+    """The span page marks retries and timeouts per event from `event_flags` (one rule,
+    traces/genai.py), instead of re-deriving them in the browser."""
+    t = tid(51)
+    send(ingest, [json_span(t, sid(1), "call tool", start=BASE, events=[
+        {"name": "tool.retry", "timeUnixNano": str(BASE + 1)},
+        {"name": "exception", "timeUnixNano": str(BASE + 2), "attributes": [
+            {"key": "exception.type", "value": {"stringValue": "httpx.ReadTimeout"}}]},
+        {"name": "exception", "timeUnixNano": str(BASE + 3), "attributes": [
+            {"key": "exception.type", "value": {"stringValue": "ValueError"}}]},
+        {"name": "request.timeout", "timeUnixNano": str(BASE + 4)},
+        {"name": "note", "timeUnixNano": str(BASE + 5)},
+    ])])
+    span = viewer_client.get(f"/api/v1/spans/{sid(1)}?trace_id={t}").json()
+    assert [e["name"] for e in span["events"]] == [
+        "tool.retry", "exception", "exception", "request.timeout", "note"]
+    assert span["event_flags"] == [
+        {"is_retry": True, "is_timeout": False}, {"is_retry": False, "is_timeout": True},
+        {"is_retry": False, "is_timeout": False}, {"is_retry": False, "is_timeout": True},
+        {"is_retry": False, "is_timeout": False}]
+    assert span["is_retry"] is True and span["is_timeout"] is True

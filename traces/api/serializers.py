@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from tracefoundry.api.inputs import OptionalIdField
+from traces.genai import event_retry_and_timeout
 from traces.models import Span, Trace
 
 
@@ -59,6 +60,11 @@ class SpanRelatedSerializer(serializers.Serializer):
     parent = serializers.CharField(allow_null=True, help_text="Null for a root span.")
 
 
+class EventFlagsSerializer(serializers.Serializer):
+    is_retry = serializers.BooleanField()
+    is_timeout = serializers.BooleanField()
+
+
 class SpanSerializer(serializers.ModelSerializer):
     """One span with everything stored for it. ``links`` are its OpenTelemetry span links;
     ``related`` holds the API URLs around it."""
@@ -69,6 +75,9 @@ class SpanSerializer(serializers.ModelSerializer):
                                         read_only=True, allow_null=True)
     attributes = serializers.DictField(read_only=True)
     events = serializers.ListField(child=serializers.DictField(), read_only=True)
+    event_flags = serializers.SerializerMethodField(help_text=(
+        "For each of `events`, in order: `is_retry` and `is_timeout`, by the same rules as the "
+        "span's own flags."))
     links = serializers.ListField(child=serializers.DictField(), read_only=True)
     resource = serializers.DictField(read_only=True)
     scope = serializers.DictField(read_only=True)
@@ -81,10 +90,16 @@ class SpanSerializer(serializers.ModelSerializer):
             "span_id", "trace_id", "project", "parent_span_id", "name", "kind", "service_name",
             "start_time_unix_nano", "end_time_unix_nano", "duration_ms", "status_code",
             "status_message", "span_type", "model", "input_tokens", "output_tokens", "cost_usd",
-            "tool_name", "is_retry", "is_timeout", "run_id", "attributes", "events", "links",
+            "tool_name", "is_retry", "is_timeout", "run_id", "attributes", "events",
+            "event_flags", "links",
             "resource", "scope", "received_at", "related",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(EventFlagsSerializer(many=True))
+    def get_event_flags(self, span: Span) -> list[dict[str, bool]]:
+        flags = (event_retry_and_timeout(event) for event in span.events or [])
+        return [{"is_retry": retry, "is_timeout": timeout} for retry, timeout in flags]
 
     @extend_schema_field(SpanRelatedSerializer)
     def get_related(self, span: Span) -> dict[str, str | None]:
