@@ -338,7 +338,8 @@ def _write(project: Project, original: str, fields: dict, trace_id: str, checked
     run.save(update_fields=RUN_PROJECTED_FIELDS)
     Step.objects.bulk_update(list(step_rows.values()), STEP_PROJECTED_FIELDS, batch_size=500)
     realtime.broadcast_on_commit(
-        run_id=run.id, project_slug=project_slug(project.pk), events=realtime.live_events(rows),
+        run_id=run.id, project_slug=project_slug(project_id=project.pk),
+        events=realtime.live_events(rows),
         run=wire.run_snapshot(run), steps=[wire.step_dict(s) for s in step_rows.values()],
     )
     return RunImport(run=run, created=True, events=len(rows), closed=closed)
