@@ -9,7 +9,6 @@ import pytest
 
 from runs.models import Run
 from tests.bundles.builders import agent_bundle, zip_entries
-from tests.bundles.conftest import nothing_written  # noqa: F401  (a fixture)
 from traces.models import Trace
 
 TRACE = "ab" * 16
@@ -123,9 +122,11 @@ def test_remote_gives_the_local_reports(cli, bundle_file, remote, tmp_path):
 
 def test_the_console_script_lists_the_bundle_commands():
     from tests.cli.test_console_script import tracefoundry
+    from tests.livestack import ROOT
 
-    top = tracefoundry("--help")
+    here = {"PYTHONPATH": str(ROOT)}  # this checkout's code, whichever one installed the script
+    top = tracefoundry("--help", **here)
     assert top.returncode == 0 and "import-bundle" in top.stdout and "dry-replay" in top.stdout
-    usage = tracefoundry("import-bundle", "--help")
+    usage = tracefoundry("import-bundle", "--help", **here)
     assert "--project SLUG" in usage.stdout and "--remote" in usage.stdout
-    assert tracefoundry("dry-replay").returncode == 2  # FILE.zip is required
+    assert tracefoundry("dry-replay", **here).returncode == 2  # FILE.zip is required
