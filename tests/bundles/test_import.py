@@ -248,3 +248,13 @@ def test_viewers_cannot_import(viewer, post_bundle, nothing_written):
         resp = post_bundle(agent_bundle(TRACE).zip(), client=client_for(viewer))
     assert resp.status_code == 403
 
+
+
+@pytest.mark.django_db
+def test_the_run_api_names_the_original(post_bundle, engineer_client):
+    run_id = post_bundle(agent_bundle(TRACE).zip()).json()["run_id"]
+    body = engineer_client.get(f"/api/v1/runs/{run_id}").json()
+    assert (body["imported_from"], body["trace_id"], body["state"]) == (
+        ORIGINAL_RUN, TRACE, "succeeded")
+    native = engineer_client.post("/api/v1/runs", {"kind": "x"}, format="json").json()
+    assert native["imported_from"] is None
