@@ -38,8 +38,8 @@ class RunSerializer(serializers.ModelSerializer):
             "max_attempts", "run_after", "claimed_by", "claimed_at", "heartbeat_at",
             "cancel_requested_at", "started_at", "finished_at", "created_at", "updated_at",
             "duration_ms", "output", "output_ref", "error", "correlation_id", "trace_id",
-            "imported_from", "steps_total", "steps_completed", "event_count", "error_count", "dropped_event_count",
-            "latest_event_at", "progress", "links", "waiting",
+            "imported_from", "steps_total", "steps_completed", "event_count", "error_count",
+            "dropped_event_count", "latest_event_at", "progress", "links", "waiting",
         ]
         read_only_fields = fields
 
