@@ -161,6 +161,9 @@ def _check_spans(decoded, manifest: dict) -> None:
         raise InvalidBundle(
             f"{fmt.SPANS} holds spans of trace {foreign[0]}, not the manifest's "
             f"{manifest['trace_id']}", details={"entry": fmt.SPANS, "trace_id": foreign[0]})
+    if not decoded.spans:
+        raise InvalidBundle(f"the manifest names trace {manifest['trace_id']} but {fmt.SPANS} "
+                            "holds no spans", details={"entry": fmt.SPANS})
     if len(decoded.spans) != manifest["counts"]["spans"]:
         raise InvalidBundle(
             f"{fmt.SPANS} holds {len(decoded.spans)} spans; the manifest counts "

@@ -351,6 +351,10 @@ def _verify_files(bundle: Bundle, *, lenient: bool) -> None:
             continue
         digest, size, data = _digest(bundle.archive, info, keep=not name.startswith(
             fmt.PAYLOADS_DIR))
+        if not name.startswith(fmt.PAYLOADS_DIR):
+            # Kept even when it fails its check: an import has refused by then, and a dry
+            # replay still reads what the file holds (the mismatch is one of its findings).
+            bundle.contents[name] = data
         if size != expected["size"]:
             found(Finding("size_mismatch", name,
                           f"{name} is {size} bytes; the manifest says {expected['size']}",
@@ -369,8 +373,6 @@ def _verify_files(bundle: Bundle, *, lenient: bool) -> None:
                               expected=sha256, actual=digest))
                 continue
             bundle.payloads.add(sha256)
-        else:
-            bundle.contents[name] = data
 
 
 def _entry_order(name: str) -> tuple[int, str]:
@@ -392,8 +394,8 @@ def _digest(archive: zipfile.ZipFile, info: zipfile.ZipInfo, *,
 
 
 def json_entry(bundle: Bundle, name: str) -> Any:
-    """A JSON entry's parsed contents (None when the bundle does not hold it, or it failed its
-    hash in a lenient open); not valid JSON is an InvalidBundle."""
+    """A JSON entry's parsed contents (None when the bundle does not hold it); not valid JSON
+    is an InvalidBundle."""
     raw = bundle.contents.get(name)
     if raw is None:
         return None

@@ -234,6 +234,10 @@ def _checked_event(raw: Any, index: int) -> _Event:
     if not isinstance(source, str) or not lc.SOURCE_RE.match(source):
         raise _bad(f"event {index}: source must match ^[a-z][a-z0-9_.-]{{0,31}}$",
                    field="source", **where)
+    for name, value in (("type", etype), ("source", source)):  # names, never credentials
+        if get_redactor().text(value) != value:
+            raise _bad(f"event {index}: {name} must not contain a credential", field=name,
+                       **where)
     seq = raw.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         raise _bad(f"event {index}: seq must be a positive integer", field="seq", **where)

@@ -174,6 +174,9 @@ def test_the_dry_replay_reports_them_instead(case, post_bundle, nothing_written)
     if problem == "hash_mismatch":
         assert report["hash_mismatches"] == [finding]
         assert finding["entry"] == fmt.SPANS
+        # What the file holds is still read: the tree is rebuilt from it all the same.
+        assert report["tree"]["spans"] == 4
+        assert report["tree"]["roots"][0]["name"] == "invoke_agent plotter"
     else:
         assert report["payloads"]["corrupt"] == [finding["entry"].removeprefix("payloads/")]
 
@@ -270,3 +273,27 @@ def test_a_malformed_event_is_refused_before_anything_is_stored(post_bundle, not
     error = resp.json()["error"]
     assert error["code"] == "invalid" and "level must be one of" in error["message"]
     assert error["details"]["index"] == 3
+
+
+@pytest.mark.django_db
+def test_a_trace_without_spans_or_an_event_type_with_a_credential(post_bundle, nothing_written):
+    trace = agent_bundle()
+    trace.spans = []
+    with nothing_written():
+        empty = post_bundle(trace.zip())
+    assert empty.status_code == 400 and "holds no spans" in empty.json()["error"]["message"]
+    trace = agent_bundle()
+    trace.events[4]["type"] = "ghp_abcdefghijklmnopqrstuvwxyz0123456789"  # a GitHub token
+    with nothing_written():
+        secret = post_bundle(trace.zip())
+    assert secret.status_code == 400, secret.content
+    assert secret.json()["error"]["message"] == "event 4: type must not contain a credential"
+
+
+@pytest.mark.django_db
+def test_a_large_upload_is_read_from_its_temporary_file(settings, post_bundle):
+    """Above FILE_UPLOAD_MAX_MEMORY_SIZE Django spools the upload to a temporary file: the zip
+    is read from there just the same."""
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024
+    resp = post_bundle(agent_bundle().zip())
+    assert resp.status_code == 201, resp.content
