@@ -57,6 +57,9 @@ def is_entry_name(name: str) -> bool:
 class FileEntrySerializer(serializers.Serializer):
     sha256 = serializers.RegexField(SHA256_RE.pattern)
     size = serializers.IntegerField(min_value=0)
+    # Payload entries only, optional: the blob's media type, so an import stores it as it was
+    # (without it the importer guesses: JSON or text).
+    content_type = serializers.CharField(max_length=128, required=False)
 
 
 class CountsSerializer(serializers.Serializer):

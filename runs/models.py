@@ -72,6 +72,8 @@ class Run(models.Model):
     error = models.TextField(blank=True, default="")
     correlation_id = models.CharField(max_length=64, blank=True, default="")
     trace_id = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    # The id of the run this one was imported from (bundles); "" for runs made here.
+    imported_from = models.CharField(max_length=40, blank=True, default="")
     # Projection summary, kept by runs/projections.py.
     steps_total = models.PositiveIntegerField(default=0)
     steps_completed = models.PositiveIntegerField(default=0)
@@ -101,6 +103,11 @@ class Run(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["project", "idempotency_key"], name="run_project_idempotency_key_uniq",
+            ),
+            # One import of a run per project: importing a bundle twice changes nothing.
+            models.UniqueConstraint(
+                fields=["project", "imported_from"], condition=~Q(imported_from=""),
+                name="run_project_imported_from_uniq",
             ),
         ]
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -10,11 +13,13 @@ from django.contrib.auth.models import Group
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from runs.models import Project
+from payloads.models import PayloadBlob, PayloadRef
+from runs.models import Project, Run, RunEvent, Step
 from runs.selectors import project_policy_overrides_forget, project_slug
 from tests.factories import ApiKeyFactory, ProjectFactory, UserFactory
 from tests.tracefoundry.factories import PASSWORD
 from tracefoundry.selectors import apikey_forget
+from traces.models import Span, Trace
 
 
 def pytest_configure(config):
@@ -75,6 +80,45 @@ def _isolated_settings(settings, tmp_path):
 @pytest.fixture
 def payload_dir(settings):
     return Path(settings.STORAGES["payloads"]["OPTIONS"]["location"])
+
+
+# --- "nothing was stored": rows and files, for refusals that must leave no trace -------------
+
+STORED_MODELS = (Trace, Span, Run, RunEvent, Step, PayloadBlob, PayloadRef)
+
+
+def _rows() -> dict[str, int]:
+    return {model.__name__: model.objects.count() for model in STORED_MODELS}
+
+
+def _files(root: Path, *, recursive: bool) -> set[str]:
+    if not root.exists():
+        return set()
+    if not recursive:
+        return set(os.listdir(root))
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.fixture
+def nothing_written(payload_dir) -> Callable[[], object]:
+    """``with nothing_written(): …``: asserts the block added no database row and no file in
+    the payload store, in the directory around it (recursively), in the one above that, or in
+    the working directory (where a relative path would land)."""
+
+    @contextmanager
+    def check() -> Iterator[None]:
+        around = payload_dir.parent
+        places = [(payload_dir, True), (around, True), (around.parent, False),
+                  (Path.cwd(), False)]
+        rows = _rows()
+        before = [_files(p, recursive=r) for p, r in places]
+        yield
+        assert _rows() == rows
+        after = [_files(p, recursive=r) for p, r in places]
+        for (place, _), old, new in zip(places, before, after, strict=True):
+            assert new == old, f"new files in {place}: {sorted(new - old)}"
+
+    return check
 
 
 @pytest.fixture

@@ -88,6 +88,13 @@ class GuardedRequest(WebRequest):
     _cap = 0
     _received = 0
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Twisted would parse a multipart body itself, into ``args`` that daphne never reads:
+        # a second copy of every upload (a bundle: up to the API cap), and a bare 400 without a
+        # body or a log line for one it cannot parse. Django parses what the views need.
+        self._parsePOSTFormSubmission = False
+
     def gotLength(self, length: int | None) -> None:
         # Called once the headers are in (Twisted keeps the request target on the channel until
         # the body is complete), before a byte of the body is read.

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "runs",
     "payloads",
     "traces",
+    "bundles",
 ]
 
 MIDDLEWARE = [
@@ -292,6 +293,14 @@ TRACEFOUNDRY_WORKER_SHUTDOWN_GRACE_SECONDS = _tf_int("WORKER_SHUTDOWN_GRACE_SECO
 TRACEFOUNDRY_API_KEY_CACHE_SECONDS = _tf_int("API_KEY_CACHE_SECONDS", 5, 0)
 TRACEFOUNDRY_OTLP_MAX_BYTES = _tf_int("OTLP_MAX_BYTES", 20 * 1024 * 1024, 1024)
 TRACEFOUNDRY_OTLP_MAX_IN_FLIGHT = _tf_int("OTLP_MAX_IN_FLIGHT", 8, 1)
+# Bundle import and dry replay (bundles/validation.py): an uploaded zip with more entries, more
+# uncompressed bytes, or an entry (or the whole) compressed more than this ratio is refused before
+# a byte of it is read out. The ratio is checked on entries over 64 KiB only (a small entry cannot
+# be a bomb, and a tiny JSON file may well compress 100:1); repetitive agent text reaches ~300:1,
+# a deflated run of zeros ~1000:1.
+TRACEFOUNDRY_BUNDLE_MAX_ENTRIES = _tf_int("BUNDLE_MAX_ENTRIES", 20_000, 1)
+TRACEFOUNDRY_BUNDLE_MAX_BYTES = _tf_int("BUNDLE_MAX_BYTES", 512 * 1024 * 1024, 1024)
+TRACEFOUNDRY_BUNDLE_MAX_RATIO = _tf_int("BUNDLE_MAX_RATIO", 500, 2)
 # Bodies outside /api/ and /otlp/ (forms, admin, health): the web server (tracefoundry.server)
 # answers 413 above this before reading them.
 TRACEFOUNDRY_PAGE_MAX_BYTES = _tf_int("PAGE_MAX_BYTES", 1024 * 1024, 1024)

@@ -24,6 +24,8 @@ class RunSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     duration_ms = serializers.IntegerField(read_only=True, allow_null=True)
     trace_id = OptionalIdField(help_text="The trace of this run, or null.")
+    imported_from = OptionalIdField(help_text=(
+        "The id of the run this one was imported from (a bundle), or null."))
     links = serializers.SerializerMethodField()
     waiting = serializers.SerializerMethodField(help_text=(
         "Queued runs only: `no worker online serves kind X` while no online worker claims "
@@ -36,8 +38,8 @@ class RunSerializer(serializers.ModelSerializer):
             "max_attempts", "run_after", "claimed_by", "claimed_at", "heartbeat_at",
             "cancel_requested_at", "started_at", "finished_at", "created_at", "updated_at",
             "duration_ms", "output", "output_ref", "error", "correlation_id", "trace_id",
-            "steps_total", "steps_completed", "event_count", "error_count", "dropped_event_count",
-            "latest_event_at", "progress", "links", "waiting",
+            "imported_from", "steps_total", "steps_completed", "event_count", "error_count",
+            "dropped_event_count", "latest_event_at", "progress", "links", "waiting",
         ]
         read_only_fields = fields
 

@@ -102,6 +102,12 @@ def config(ids: dict[str, list[str]]) -> str:
         lines += ["", "[[operations]]", f'include-operation-id = "{operation}"',
                   "[operations.checks.positive_data_acceptance]",
                   'expected-statuses = ["2xx", "400", "401", "403", "404", "409"]']
+    # Nor that the uploaded file must be a sound bundle (a zip in the format of
+    # bundles/format.py): schema-valid bytes are a 400 `invalid_bundle`.
+    for operation in ("bundles_import", "bundles_dry_replay"):
+        lines += ["", "[[operations]]", f'include-operation-id = "{operation}"',
+                  "[operations.checks.positive_data_acceptance]",
+                  'expected-statuses = ["2xx", "400", "401", "403", "404", "409"]']
     return "\n".join(lines) + "\n"
 
 

@@ -2,8 +2,8 @@
 
 ``SECTION_12`` is the one table the expectations come from (it restates §12 independently of
 ``tracefoundry.roles``); ``ENDPOINTS``/``SOCKETS``/``PAGES``/``ADMIN_PAGES`` map each surface to
-a capability of that table, and ``PRINCIPALS`` lists who asks: 24 principals × (23 endpoints +
-2 sockets) + 6 principals × (6 pages + 3 admin lists) = 654 cells.
+a capability of that table, and ``PRINCIPALS`` lists who asks: 24 principals × (25 endpoints +
+2 sockets) + 6 principals × (7 pages + 3 admin lists) = 708 cells.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from django.test import Client
 
 from payloads.models import PayloadRef
 from runs.services import event_append_batch, step_create
+from tests.bundles.builders import agent_bundle, upload
 from tests.conftest import client_for
 from tests.factories import ApiKeyFactory, SpanFactory, UserFactory
 from tests.runs.factories import RunFactory
@@ -59,6 +60,7 @@ SECTION_12 = {
     "worker": cell((), {"worker"}, ENGINEERS),
     "ingest": cell((), {"ingest"}, ENGINEERS),
     "manage": cell({ADMIN}),
+    "write_page": cell(ENGINEERS),  # pages that do what `write` allows (the import page)
 }
 
 
@@ -125,10 +127,14 @@ ENDPOINTS = [
     ("POST", "/api/v1/runs/claim", {"worker_id": "w-2", "kinds": ["x"]}, "worker", False),
     ("POST", "/api/v1/runs/{run}/heartbeat", {"worker_id": "w-1"}, "worker", True),
     ("POST", "/otlp/v1/traces", "otlp", "ingest", False),
+    # A key imports into its own project: not project-scoped.
+    ("POST", "/api/v1/bundles/import", "bundle", "write", False),
+    ("POST", "/api/v1/bundles/dry-replay", "bundle", "write", False),
 ]
 SOCKETS = ["/ws/runs/{run}/", "/ws/projects/default/"]
 PAGES = ["/runs/", "/runs/{run}/", "/projects/", "/projects/default/stream/", "/traces/",
          "/traces/{trace}/"]
+ENGINEER_PAGES = ["/bundles/import/"]
 ADMIN_PAGES = ["/admin/tracefoundry/apikey/", "/admin/auth/user/", "/admin/auth/group/"]
 TRACE_ID, SPAN_ID = "ab" * 16, "cd" * 8
 
@@ -188,6 +194,9 @@ def test_api(who, method, path, body, capability, scoped, project, other_project
     if body == "otlp":
         resp = client.generic(method, url, json_request([json_span("ef" * 16, "12" * 8)]),
                               content_type="application/json")
+    elif body == "bundle":
+        resp = client.post(url, {"file": upload(agent_bundle("be" * 16).zip())},
+                           format="multipart")
     else:
         resp = client.generic(method, url, None if body is None else json.dumps(body),
                               content_type="application/json")
@@ -241,7 +250,7 @@ PAGE_PRINCIPALS = [p for p in PRINCIPALS if p.kind != "key"] + [
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("who", PAGE_PRINCIPALS, ids=[p.name for p in PAGE_PRINCIPALS])
-@pytest.mark.parametrize("path", PAGES + ADMIN_PAGES)
+@pytest.mark.parametrize("path", PAGES + ENGINEER_PAGES + ADMIN_PAGES)
 def test_pages_and_admin(who, path, project, other_project):
     world = _world(project)
     client = Client()
@@ -251,11 +260,14 @@ def test_pages_and_admin(who, path, project, other_project):
     elif who.kind == "key":
         headers["HTTP_AUTHORIZATION"] = f"Bearer {_raw_key(who, project, other_project)}"
     resp = client.get(path.format(**world), **headers)
-    capability = "manage" if path.startswith("/admin/") else "page"
+    capability = ("manage" if path.startswith("/admin/") else
+                  "write_page" if path in ENGINEER_PAGES else "page")
     if allowed(capability, who):
         assert resp.status_code == 200, (who.name, path)
     elif who.kind == "user" and path.startswith("/admin/"):
         assert resp.status_code == 403, (who.name, path)  # staff without the permission
+    elif who.kind == "user" and allowed("page", who):
+        assert resp.status_code == 403, (who.name, path)  # a reader, but not an engineer
     else:
         assert resp.status_code == 302, (who.name, path, resp.status_code)
         assert "login" in resp["Location"]

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tracefoundry.cli import __version__, render
+from tracefoundry.cli import bundles as bundle_commands
 from tracefoundry.cli.backend import RunQuery, RunsBackend
 from tracefoundry.cli.errors import (
     EXIT_ERROR,
@@ -95,14 +96,16 @@ def positive_seconds(raw: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tracefoundry",
-        description="TraceFoundry command line: enqueue, inspect, cancel and tail runs.",
+        description=("TraceFoundry command line: enqueue, inspect, cancel and tail runs; import "
+                     "and dry-replay bundles."),
         epilog=(
             f"Local mode uses the server's database (DATABASE_URL, as manage.py). Remote mode "
             f"(--remote, or {API_URL_ENV} set) uses the HTTP API with {API_KEY_ENV}."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    groups = parser.add_subparsers(dest="group", metavar="{runs}", required=True)
+    groups = parser.add_subparsers(dest="group", metavar="{runs,import-bundle,dry-replay}",
+                                   required=True)
     runs = groups.add_parser("runs", help="queue, inspect, cancel and follow runs")
     commands = runs.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -171,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--timeout", metavar="SECONDS", type=positive_seconds,
                       help="give up after this long (default: wait for the run to finish)")
     tail.set_defaults(handler=cmd_tail)
+    bundle_commands.add_commands(groups, common)
     return parser
 
 
@@ -299,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     backend: RunsBackend | None = None
     try:
-        backend = open_backend(args)
+        backend = getattr(args, "open_backend", open_backend)(args)
         return args.handler(args, backend)
     except CliError as exc:
         _error(exc.message)

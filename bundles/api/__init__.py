@@ -1,0 +1,1 @@
+"""The bundles API: import and dry replay (multipart uploads)."""
