@@ -98,7 +98,7 @@ def load_runs(conn: psycopg.Connection, *, kind: str, name: str, n: int, notify:
     run_cols = ("id, project_id, kind, name, input, state, request_fingerprint, attempt, "
                 "max_attempts, claimed_by, created_at, updated_at, output_ref, error, "
                 "correlation_id, trace_id, steps_total, steps_completed, event_count, "
-                "error_count, dropped_event_count, latest_event_at")
+                "error_count, dropped_event_count, latest_event_at, imported_from")
     event_cols = ("event_id, run_id, seq, type, level, source, created_at, correlation_id, "
                   "causation_id, payload, payload_bytes, truncated, late")
     with conn.transaction(), conn.cursor() as cur:
@@ -108,7 +108,7 @@ def load_runs(conn: psycopg.Connection, *, kind: str, name: str, n: int, notify:
             run_id, corr = f"run_{ULID()}", uuid.uuid4().hex
             runs.append((run_id, project_id, kind, name, job_input(rng, i), "queued", "", 0, 1, "",
                          at, at, "",
-                         "", corr, "", 0, 0, 1, 0, 0, at))
+                         "", corr, "", 0, 0, 1, 0, 0, at, ""))
             events.append((uuid.uuid4(), run_id, 1, "run.created", "info", "server", at, corr, "",
                            payload, len(payload), False, False))
         with cur.copy(f"COPY runs_run ({run_cols}) FROM STDIN") as copy:
