@@ -4,9 +4,13 @@ namespace); mounted by tracefoundry/urls.py."""
 from django.urls import path, re_path
 
 from bundles import pages
-from bundles.api import import_views
+from bundles.api import export_views, import_views
 
 api_urlpatterns = [
+    re_path(r"^traces/(?P<trace_id>[0-9a-fA-F]{32})/export/?$",
+            export_views.TraceExportView.as_view(), name="trace-export"),
+    re_path(r"^runs/(?P<run_id>run_[0-9A-Za-z]{1,36})/export/?$",
+            export_views.RunExportView.as_view(), name="run-export"),
     re_path(r"^bundles/import/?$", import_views.BundleImportView.as_view(),
             name="bundle-import"),
     re_path(r"^bundles/dry-replay/?$", import_views.BundleDryReplayView.as_view(),

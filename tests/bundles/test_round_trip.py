@@ -1,8 +1,7 @@
 """Round trip, on SQLite and PostgreSQL: a trace with payloads and a linked run, ingested the
 live way (OTLP, the run services, event appends) → exported → deleted (rows and blob files) →
-imported into a fresh project → the same tree, summaries, events and blob hashes.
-
-The export is ``tests/bundles/exporter.py`` until the export service is on this branch."""
+imported into a fresh project → the same tree, summaries, events and blob hashes. The export
+is the API's (``GET /api/v1/traces/{trace_id}/export``), streamed."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from payloads.models import PayloadBlob, PayloadRef
 from runs import services
 from runs.models import Project, Run, RunEvent
 from tests.bundles.builders import upload
-from tests.bundles.exporter import export
 from tests.conftest import client_for
 from tests.runs.factories import RunFactory
 from tests.traces.otlp_builders import NOW, json_request, json_span
@@ -99,7 +97,10 @@ def test_export_delete_import_gives_the_same_trace_and_run(project, make_key, en
         "state", "attempt", "started_at", "finished_at", "steps_total", "steps_completed",
         "event_count", "error_count", "output_ref", "kind", "input", "correlation_id")}
 
-    bundle = export(TRACE)
+    resp = engineer_client.get(f"/api/v1/traces/{TRACE}/export")
+    assert resp.status_code == 200 and resp.streaming, resp
+    assert resp["X-TraceFoundry-Export-Mode"] == "full"
+    bundle = b"".join(resp.streaming_content)
     # Gone from this server: rows and blob files, so whatever comes back came from the bundle.
     trace.delete()
     storage = storages["payloads"]
