@@ -150,8 +150,10 @@ def run_payload_refs(*, run: Any, events: Any) -> set[str]:
 
 
 def run_imported(*, project: Project, original_id: str) -> Run | None:
-    """The run ``project`` imported from ``original_id``, if it did."""
-    return Run.objects.filter(project=project, imported_from=original_id).first()
+    """The run ``project`` imported from ``original_id``, if it did, or the original itself
+    when it is this project's (a bundle brought back to where it was exported from)."""
+    return (Run.objects.filter(project=project, imported_from=original_id).first()
+            or Run.objects.filter(project=project, pk=original_id).first())
 
 
 # --- checking the input -----------------------------------------------------------------------

@@ -5,9 +5,11 @@ imported."""
 
 from __future__ import annotations
 
+import io
 import json
 import urllib.error
 import urllib.request
+import zipfile
 
 import pytest
 
@@ -56,3 +58,29 @@ def test_a_bundle_goes_in_through_the_server(web):
     status, _, body = _post(f"{server.url}/api/v1/bundles/import", key, _multipart(data))
     assert status == 201, body
     assert json.loads(body)["trace_id"] == "b3" * 16
+
+
+def test_an_export_streams_back_out_through_the_server(web):
+    """The ASGI path: the zip comes in chunks (no Content-Length), and Django never had to
+    collect a synchronous iterator whole (it warns when it does)."""
+    server, key = web
+    bundle = agent_bundle("b4" * 16, seed="stream ")
+    status, _, body = _post(f"{server.url}/api/v1/bundles/import", key,
+                            _multipart(bundle.zip()))
+    assert status == 201, body
+    req = urllib.request.Request(f"{server.url}/api/v1/traces/{'b4' * 16}/export",
+                                 headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(req, timeout=60) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "application/zip"
+        assert response.headers.get("Content-Length") is None
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        # A service key may read but not see payload contents: the server chose strict.
+        assert response.headers["X-TraceFoundry-Export-Mode"] == "strict"
+        data = response.read()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        assert archive.testzip() is None
+    assert (manifest["trace_id"], manifest["export_mode"]) == ("b4" * 16, "strict")
+    assert manifest["counts"]["spans"] == len(bundle.spans)
+    assert "consume synchronous iterators" not in server.log()
