@@ -1,8 +1,7 @@
 #!/usr/bin/env python
-"""Bundles (issue #13): import of a 10,000-span trace with 200 payload blobs and its run.
+"""Bundles (issue #13): import and export of a 10,000-span trace with 200 payload blobs and a run.
 
-Import half (this file, so far; the export half is engineer F's and joins it under
-``--only export``): for each database (a fresh PostgreSQL database
+For each database (a fresh PostgreSQL database
 ``tracefoundry_bench_bundles``, ``--pg-db``, and/or a fresh SQLite file) a subprocess writes two
 bundles in the format of ``bundles/format.py`` — each an agent trace of ``--spans`` spans (LLM and
 tool calls under one agent span, OTLP JSON as an export writes it), ``--blobs`` distinct payload
@@ -18,11 +17,22 @@ the import's, not the build's):
 4. imports a second bundle of the same shape (another trace id) under ``tracemalloc``: the peak
    of Python allocations during an import.
 
-Budget (PostgreSQL): the import takes <= 3 s. Checked on both databases: everything is stored
-(spans, blobs and their refs, events), and the second import stores nothing. Exit status: 0 all
-pass, 1 a budget failed, 2 the bench failed.
+Then, in a third process (``--only export`` skips the import figures, not the import):
 
-    .venv/bin/python bench/bundles.py [--only import] [--db postgres|sqlite|both]
+5. the raw limit: the span rows and run events read with one query each (``cursor.fetchall``,
+   no serialisation) and every blob read from storage;
+6. exports the first trace, full (``bundles.exports.trace_export``, the service behind the
+   API, the buttons and the CLI) to a file, timed, with the process's peak RSS before and
+   after; then strict;
+7. exports the second trace under ``tracemalloc`` (the peak of Python allocations: an export is
+   spooled and streamed, never built whole), and dry-replays the first export (every hash).
+
+Budget (PostgreSQL): the import takes <= 3 s, and the full export <= 3 s. Checked on both
+databases: everything is stored (spans, blobs and their refs, events), the second import stores
+nothing, and the export holds everything and dry-replays clean. Exit status: 0 all pass, 1 a
+budget failed, 2 the bench failed.
+
+    .venv/bin/python bench/bundles.py [--only import|export|both] [--db postgres|sqlite|both]
         [--spans 10000] [--blobs 200] [--events 1000] [--pg-db NAME] [--profile]
 """
 
@@ -62,6 +72,7 @@ from common import (  # bench/ is not a package: this folder is on sys.path
 )
 
 BUDGET_IMPORT_S = 3.0
+BUDGET_EXPORT_S = 3.0
 PG_DB = "tracefoundry_bench_bundles"
 TRACE_IDS = ("b0" * 16, "b2" * 16)
 ORIGINAL_RUN = "run_01BENCHBUNDLE0000000000000"
@@ -258,6 +269,67 @@ def phase_import(args) -> None:
     Path(args.out).write_text(json.dumps(result))
 
 
+def phase_export(args) -> None:
+    setup_django()
+    from django.db import connection
+
+    from bundles.exports import trace_export
+    from bundles.replay import bundle_dry_replay
+    from payloads.models import PayloadBlob
+    from payloads.store import payload_read
+    from traces.models import Trace
+
+    out = Path(args.out).with_name("export-full.zip")
+    first = Trace.objects.get(trace_id=TRACE_IDS[0])
+    connection.close()
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT span_id, parent_span_id, name, attributes, events, links, "
+                       "resource, scope FROM traces_span WHERE trace_id = %s "
+                       "ORDER BY start_time_unix_nano, span_id", [first.pk])
+        raw_spans = len(cursor.fetchall())
+        cursor.execute("SELECT seq, payload FROM runs_runevent WHERE run_id = %s ORDER BY seq",
+                       [first.run_id])
+        raw_events = len(cursor.fetchall())
+    raw_blob_bytes = sum(len(payload_read(b)) for b in PayloadBlob.objects.filter(
+        refs__span__trace=first).distinct())
+    raw_s = time.perf_counter() - started
+    rss_before = _rss_mib()
+    profiler = cProfile.Profile() if args.profile else None
+    started = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    with out.open("wb") as fh:
+        size = trace_export(access=None, trace_id=TRACE_IDS[0], mode="full").write_to(fh)
+    if profiler:
+        profiler.disable()
+    export_s = time.perf_counter() - started
+    rss_after = _rss_mib()
+    started = time.perf_counter()
+    with Path(args.out).with_name("export-strict.zip").open("wb") as fh:
+        strict_size = trace_export(access=None, trace_id=TRACE_IDS[0], mode="strict").write_to(fh)
+    strict_s = time.perf_counter() - started
+    tracemalloc.start()
+    with Path(args.out).with_name("export-second.zip").open("wb") as fh:
+        trace_export(access=None, trace_id=TRACE_IDS[1], mode="full").write_to(fh)
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    with out.open("rb") as fh:
+        replay = bundle_dry_replay(file=fh)
+    with zipfile.ZipFile(out) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+    result = {
+        "raw_s": raw_s, "raw_spans": raw_spans, "raw_events": raw_events,
+        "raw_blob_mib": raw_blob_bytes / 2**20, "export_s": export_s, "bytes": size,
+        "strict_s": strict_s, "strict_bytes": strict_size, "rss_before_mib": rss_before,
+        "rss_after_mib": rss_after, "traced_peak_mib": traced_peak / 2**20,
+        "counts": manifest["counts"], "unavailable": manifest.get("payloads_unavailable", []),
+        "replay_ok": replay["ok"], "replay_findings": replay["findings"][:3],
+        "profile": profile_text(profiler, "trace_export") if profiler else "",
+    }
+    Path(args.out).write_text(json.dumps(result))
+
+
 # --- the report ----------------------------------------------------------------------------------
 
 def bench_one(kind: str, tmp: Path, redis_url: str | None, args) -> Checks:
@@ -269,7 +341,12 @@ def bench_one(kind: str, tmp: Path, redis_url: str | None, args) -> Checks:
         run_phase(__file__, "build", tmp / "build.json", shape, env, profile=False, timeout=900)
         print(f"[{kind}] import ...", file=sys.stderr, flush=True)
         r = run_phase(__file__, "import", tmp / "import.json", shape, env,
-                      profile=args.profile, timeout=900)
+                      profile=args.profile and args.only != "export", timeout=900)
+        x = None
+        if args.only != "import":
+            print(f"[{kind}] export ...", file=sys.stderr, flush=True)
+            x = run_phase(__file__, "export", tmp / "export.json", shape, env,
+                          profile=args.profile and args.only == "export", timeout=900)
     print(f"{db_title(kind, args.pg_db)}")
     s, counts = r["stored"], r["report"]["counts"]
     print(f"  bundle: {args.spans:,} spans, {args.blobs} payload blobs, {args.events:,} run "
@@ -286,7 +363,7 @@ def bench_one(kind: str, tmp: Path, redis_url: str | None, args) -> Checks:
           f"{s['span_refs']} span refs, {s['event_refs']} event refs")
     if r["profile"]:
         print(r["profile"])
-    checks = [
+    checks = [] if args.only == "export" else [
         (f"every span, event and blob stored ({s['spans']:,} spans, {counts['payloads']} blobs)",
          s["spans"] == s["span_count"] == args.spans and s["trace_run"]
          and s["events"] == args.events and counts["payloads"] == args.blobs
@@ -294,21 +371,49 @@ def bench_one(kind: str, tmp: Path, redis_url: str | None, args) -> Checks:
         ("a second import stores nothing",
          r["again"]["already_imported"] and not r["again"]["trace_imported"]),
     ]
-    if kind == "postgres":
+    if kind == "postgres" and args.only != "export":
         checks.insert(0, (f"import {r['import_s']:.2f} s <= {BUDGET_IMPORT_S:.0f} s",
                           r["import_s"] <= BUDGET_IMPORT_S))
+    if x is not None:
+        checks += export_report(kind, x, args)
     return print_checks(kind, checks)
 
 
+def export_report(kind: str, x: dict, args) -> list[tuple[str, bool]]:
+    c = x["counts"]
+    print(f"  raw limit         {x['raw_s']:6.2f} s   ({x['raw_spans']:,} span rows and "
+          f"{x['raw_events']:,} events fetched, {x['raw_blob_mib']:.1f} MiB of blobs read; "
+          f"no serialisation, no zip)")
+    print(f"  export, full      {x['export_s']:6.2f} s   ({args.spans / x['export_s']:,.0f} "
+          f"spans/s, {x['bytes'] / 2**20:.1f} MiB zip, {x['export_s'] / x['raw_s']:.1f}x the "
+          f"raw limit); peak RSS of the process {x['rss_before_mib']:.0f} MiB before, "
+          f"{x['rss_after_mib']:.0f} MiB after")
+    print(f"  export, strict    {x['strict_s']:6.2f} s   ({x['strict_bytes'] / 2**20:.1f} MiB "
+          f"zip, re-redacted, no blobs)")
+    print(f"  tracemalloc peak of an export: {x['traced_peak_mib']:.0f} MiB")
+    if x["profile"]:
+        print(x["profile"])
+    checks = [
+        (f"the export holds everything ({c['spans']:,} spans, {c['run_events']:,} events, "
+         f"{c['payloads']} blobs) and dry-replays clean",
+         c["spans"] == args.spans and c["run_events"] == args.events
+         and c["payloads"] == args.blobs and not x["unavailable"] and x["replay_ok"]),
+    ]
+    if kind == "postgres":
+        checks.insert(0, (f"export {x['export_s']:.2f} s <= {BUDGET_EXPORT_S:.0f} s",
+                          x["export_s"] <= BUDGET_EXPORT_S))
+    return checks
+
+
 def print_header(args, redis_url) -> None:
-    print_machine("bundles: import of a large trace", args.db, load_average=True)
+    print_machine("bundles: import and export of a large trace", args.db, load_average=True)
     print()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=("import", "export", "both"), default="both",
-                   help="which half (the export half joins from engineer F's branch)")
+                   help="which figures (export needs the imported trace: it always imports)")
     p.add_argument("--db", choices=("postgres", "sqlite", "both"), default="postgres")
     p.add_argument("--spans", type=int, default=10_000)
     p.add_argument("--blobs", type=int, default=200)
@@ -318,7 +423,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--redis", choices=("auto", "on", "off"), default="off",
                    help="Redis for the channel layer (off: in memory)")
     p.add_argument("--seed", type=int, default=13)
-    p.add_argument("--profile", action="store_true", help="cProfile the import")
+    p.add_argument("--profile", action="store_true",
+                   help="cProfile the import (with --only export: the export)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
     p.add_argument("--_phase", dest="phase", help=argparse.SUPPRESS)
     p.add_argument("--_out", dest="out", help=argparse.SUPPRESS)
@@ -330,12 +436,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.phase in ("build", "import"):
-        (phase_build if args.phase == "build" else phase_import)(args)
+    phases = {"build": phase_build, "import": phase_import, "export": phase_export}
+    if args.phase in phases:
+        phases[args.phase](args)
         return 0
-    if args.only == "export":
-        print("the export half of this bench is not in this checkout yet", file=sys.stderr)
-        return 2
     return run_bench(args, tmp_prefix="tf-bench-bundles-", order=("postgres", "sqlite"),
                      header=print_header,
                      bench_one=lambda kind, tmp, redis_url: bench_one(kind, tmp, redis_url,
