@@ -2,8 +2,8 @@
 
 ``SECTION_12`` is the one table the expectations come from (it restates §12 independently of
 ``tracefoundry.roles``); ``ENDPOINTS``/``SOCKETS``/``PAGES``/``ADMIN_PAGES`` map each surface to
-a capability of that table, and ``PRINCIPALS`` lists who asks: 24 principals × (25 endpoints +
-2 sockets) + 6 principals × (7 pages + 3 admin lists) = 708 cells.
+a capability of that table, and ``PRINCIPALS`` lists who asks: 24 principals × (29 endpoints +
+2 sockets) + 6 principals × (7 pages + 3 admin lists) = 804 cells.
 """
 
 from __future__ import annotations
@@ -115,6 +115,11 @@ ENDPOINTS = [
     ("GET", "/api/v1/traces/{trace}/spans", None, "read", True),
     ("GET", "/api/v1/spans/{span}", None, "read", True),
     ("GET", "/api/v1/payloads/{sha}", None, "payloads", True),
+    # Exports: strict for every reader, full only with the right to payload contents.
+    ("GET", "/api/v1/traces/{trace}/export?mode=strict", None, "read", True),
+    ("GET", "/api/v1/traces/{trace}/export?mode=full", None, "payloads", True),
+    ("GET", "/api/v1/runs/{run}/export?mode=strict", None, "read", True),
+    ("GET", "/api/v1/runs/{run}/export?mode=full", None, "payloads", True),
     ("POST", "/api/v1/runs", {"kind": "x"}, "write", False),
     ("POST", "/api/v1/runs/{run}/cancel", {}, "write", True),
     ("POST", "/api/v1/runs/{run}/events", {"type": "note"}, "append", True),
