@@ -78,7 +78,26 @@ RUN_FIELDS = (
     "output_ref", "error", "correlation_id", "trace_id", "imported_from", "steps_total",
     "steps_completed", "event_count", "error_count", "dropped_event_count", "latest_event_at",
 )
-_REDACTED_RUN_TEXT = ("name", "idempotency_key", "correlation_id", "claimed_by")
+# Under strict, every field of run.json and of an event is re-redacted except these, which are
+# ids, states, times and counts the server wrote itself (a field added later is redacted until
+# it is listed here: safe by default).
+RUN_STRUCTURAL = frozenset({
+    "id", "project", "kind", "state", "attempt", "max_attempts", "run_after", "claimed_at",
+    "heartbeat_at", "cancel_requested_at", "started_at", "finished_at", "created_at",
+    "updated_at", "output_ref", "trace_id", "imported_from", "steps_total", "steps_completed",
+    "event_count", "error_count", "dropped_event_count", "latest_event_at",
+})
+# The span columns an export writes; under strict all but SPAN_STRUCTURAL are re-redacted
+# (and attributes cut to the allowlist).
+SPAN_COLUMNS = ("span_id", "parent_span_id", "name", "kind", "start_time_unix_nano",
+                "end_time_unix_nano", "status_code", "status_message", "attributes", "events",
+                "links", "resource", "scope")
+SPAN_STRUCTURAL = frozenset({"span_id", "parent_span_id", "kind", "start_time_unix_nano",
+                             "end_time_unix_nano", "status_code"})
+EVENT_STRUCTURAL = frozenset({
+    "id", "event_id", "run_id", "seq", "type", "level", "source", "step_id", "created_at",
+    "payload_bytes", "truncated", "late",
+})
 _DUMPS = orjson.OPT_SORT_KEYS
 
 
@@ -339,10 +358,7 @@ def _spans_entry(spool: _Spool, trace: Trace, strict: Redactor | None) -> int:
     count = 0
     try:
         spans = (Span.objects.filter(trace=trace).order_by("start_time_unix_nano", "span_id")
-                 .values_list("span_id", "parent_span_id", "name", "kind",
-                              "start_time_unix_nano", "end_time_unix_nano", "status_code",
-                              "status_message", "attributes", "events", "links", "resource",
-                              "scope"))
+                 .values_list(*SPAN_COLUMNS))
         for row in spans.iterator(chunk_size=SPAN_CHUNK):
             resource, scope = row[11] or {}, row[12] or {}
             if strict is not None:
@@ -442,11 +458,7 @@ def _key_values(attributes: dict) -> list[dict]:
 def _run_entries(spool: _Spool, run: Run, strict: Redactor | None) -> int:
     doc = {name: _run_field(run, name) for name in RUN_FIELDS}
     if strict is not None:
-        for name in _REDACTED_RUN_TEXT:
-            doc[name] = strict.text(doc[name])
-        doc["input"] = strict.value(doc["input"])
-        doc["output"] = strict.value(doc["output"])
-        doc["error"] = strict.value(doc["error"])
+        doc = _strict_fields(doc, strict, RUN_STRUCTURAL)
     spool.put(fmt.RUN, orjson.dumps(doc, option=_DUMPS), "application/json")
     spool.begin(fmt.RUN_EVENTS, "application/x-ndjson")
     count = 0
@@ -454,12 +466,16 @@ def _run_entries(spool: _Spool, run: Run, strict: Redactor | None) -> int:
     for event in events.iterator(chunk_size=SPAN_CHUNK):
         item = event_dict(event)
         if strict is not None:
-            item["payload"] = strict.value(item["payload"])
-            item["correlation_id"] = strict.text(item["correlation_id"])
+            item = _strict_fields(item, strict, EVENT_STRUCTURAL)
         spool.write(orjson.dumps(item, option=_DUMPS | orjson.OPT_APPEND_NEWLINE))
         count += 1
     spool.end()
     return count
+
+
+def _strict_fields(doc: dict, strict: Redactor, structural: frozenset[str]) -> dict:
+    return {name: value if name in structural else strict.value(value)
+            for name, value in doc.items()}
 
 
 def _run_field(run: Run, name: str) -> Any:

@@ -19,9 +19,16 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from bundles import format as fmt
+from bundles.exports import (
+    EVENT_STRUCTURAL,
+    RUN_FIELDS,
+    RUN_STRUCTURAL,
+    SPAN_COLUMNS,
+    SPAN_STRUCTURAL,
+)
 from payloads.models import PayloadBlob
 from runs import services
-from runs.models import Run
+from runs.models import RUN_EVENT_FIELDS, Run, RunEvent
 from tests.bundles.builders import upload
 from tests.conftest import client_for
 from tests.runs.factories import RunFactory
@@ -49,8 +56,20 @@ SPAN_PLACES = ("span_name", "status_message", "attribute", "allowlisted_attribut
                "allowlisted_resource_attribute", "scope_name", "scope_version",
                "scope_attribute")
 RUN_PLACES = ("run_name", "run_input", "run_output", "run_error", "idempotency_key",
-              "correlation_id", "event_payload", "step_name")
+              "correlation_id", "claimed_by", "event_payload", "event_correlation_id",
+              "causation_id", "step_name")
 PLACES = SPAN_PLACES + RUN_PLACES
+# Which place proves each field a strict export re-redacts (checked against the export's own
+# lists below, so a field added to an export is in this sweep or the test fails).
+RUN_FIELD_PLACES = {"name": "run_name", "input": "run_input", "output": "run_output",
+                    "error": "run_error", "idempotency_key": "idempotency_key",
+                    "correlation_id": "correlation_id", "claimed_by": "claimed_by"}
+EVENT_FIELD_PLACES = {"payload": "event_payload", "correlation_id": "event_correlation_id",
+                      "causation_id": "causation_id"}
+SPAN_COLUMN_PLACES = {"name": "span_name", "status_message": "status_message",
+                      "attributes": "attribute", "events": "event_attribute",
+                      "links": "link_attribute", "resource": "resource_attribute",
+                      "scope": "scope_attribute"}
 
 
 def _otlp(trace_id: str, run_id: str, m=_marker) -> bytes:
@@ -94,11 +113,13 @@ def _world(make_key, trace_id: str = TRACE, m=_marker) -> Run:
     services.event_append_batch(run_id=run.id, events=[
         {"type": "log", "step_id": step.id, "payload": {"text": m("event_payload")}},
         {"type": "llm_request", "step_id": step.id, "payload": {"text": LONG + "(event)"}},
+        {"type": "note", "payload": {"text": "n"}, "correlation_id": m("event_correlation_id"),
+         "causation_id": m("causation_id")},
     ])
     Run.objects.filter(pk=run.id).update(
         state="failed", name=m("run_name"), output={"partial": m("run_output")},
         error=f"tool failed for {m('run_error')}", idempotency_key=m("idempotency_key"),
-        correlation_id=m("correlation_id")[:64])
+        correlation_id=m("correlation_id")[:64], claimed_by=m("claimed_by"))
     _, key = make_key("ingest")
     resp = client_for(raw_key=key).generic("POST", "/otlp/v1/traces", _otlp(trace_id, run.id, m),
                                            content_type="application/json")
@@ -314,6 +335,19 @@ def both_modes(world, engineer_client) -> tuple[bytes, bytes]:
         return b"\n".join(data for name, data in entries.items() if name != fmt.MANIFEST)
 
     return content("full"), content("strict")
+
+
+def test_the_sweep_covers_every_field_a_strict_export_redacts():
+    assert set(RUN_FIELDS) - RUN_STRUCTURAL == set(RUN_FIELD_PLACES)
+    assert set(RUN_EVENT_FIELDS) - EVENT_STRUCTURAL == set(EVENT_FIELD_PLACES)
+    assert set(SPAN_COLUMNS) - SPAN_STRUCTURAL == set(SPAN_COLUMN_PLACES)
+    assert set(RUN_FIELD_PLACES.values()) | set(EVENT_FIELD_PLACES.values()) \
+        | set(SPAN_COLUMN_PLACES.values()) <= set(PLACES)
+    # What is left unredacted is what the server writes itself: no free text or JSON.
+    for model, names in ((Run, RUN_STRUCTURAL - {"project"}), (RunEvent, EVENT_STRUCTURAL)):
+        for name in names:
+            field = model._meta.get_field(name)
+            assert field.get_internal_type() not in ("TextField", "JSONField"), (model, name)
 
 
 @pytest.mark.django_db
