@@ -126,10 +126,10 @@ def _visible(access: Access | None, project_id: int) -> bool:
 def trace_export(*, access: Access | None, trace_id: str, mode: str | None = None,
                  payloads: bool = True) -> PreparedBundle:
     """A bundle of the trace ``trace_id`` and, when it has one here, its run."""
-    mode = export_mode_for(access, mode)
     trace = Trace.objects.filter(trace_id=str(trace_id).lower()).select_related("project").first()
     if trace is None or not _visible(access, trace.project_id):
         raise NotFound(f"no trace {trace_id}")
+    mode = export_mode_for(access, mode)
     run = None
     if trace.run_id:
         run = Run.objects.filter(pk=trace.run_id, project_id=trace.project_id).first()
@@ -139,10 +139,10 @@ def trace_export(*, access: Access | None, trace_id: str, mode: str | None = Non
 def run_export(*, access: Access | None, run_id: str, mode: str | None = None,
                payloads: bool = True) -> PreparedBundle:
     """A bundle of the run ``run_id`` and, when it has one here, its trace."""
-    mode = export_mode_for(access, mode)
     run = Run.objects.filter(pk=run_id).select_related("project").first()
     if run is None or not _visible(access, run.project_id):
         raise NotFound(f"no run {run_id}")
+    mode = export_mode_for(access, mode)
     trace = None
     if run.trace_id:
         trace = Trace.objects.filter(trace_id=run.trace_id, project_id=run.project_id).first()
@@ -353,12 +353,19 @@ def bundle_prepare(*, trace: Trace | None, run: Run | None, mode: str,
 
 def _spans_entry(spool: _Spool, trace: Trace, strict: Redactor | None) -> int:
     """Write ``spans.otlp.json``: one ResourceSpans per (resource, scope) the spans carry, in
-    the order they first appear; spans in (start, span id) order. Returns the span count."""
-    groups: dict[tuple[bytes, bytes], tuple[dict, dict, IO[bytes]]] = {}
-    count = 0
-    try:
-        spans = (Span.objects.filter(trace=trace).order_by("start_time_unix_nano", "span_id")
-                 .values_list(*SPAN_COLUMNS))
+    the order they first appear; spans in (start, span id) order. Returns the span count.
+
+    The spans are serialised once, one after the other, into a scratch spool (memory up to
+    ``SPOOL_MEMORY_BYTES``, then disk), remembering where each lies and which group it is
+    in; then each group's spans are copied out in order. Memory holds that index (a few
+    integers a span) and the distinct resources and scopes, whatever their number."""
+    groups: dict[tuple[bytes, bytes], int] = {}
+    heads: list[tuple[dict, dict]] = []
+    members: list[list[int]] = []  # per group, its spans' positions in ``where``
+    where: list[tuple[int, int]] = []  # (offset, size) of each span in the scratch spool
+    spans = (Span.objects.filter(trace=trace).order_by("start_time_unix_nano", "span_id")
+             .values_list(*SPAN_COLUMNS))
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as scratch:
         for row in spans.iterator(chunk_size=SPAN_CHUNK):
             resource, scope = row[11] or {}, row[12] or {}
             if strict is not None:
@@ -367,30 +374,28 @@ def _spans_entry(spool: _Spool, trace: Trace, strict: Redactor | None) -> int:
             key = (orjson.dumps(resource, option=_DUMPS), orjson.dumps(scope, option=_DUMPS))
             group = groups.get(key)
             if group is None:
-                group = groups[key] = (resource, scope, tempfile.SpooledTemporaryFile(  # noqa: SIM115
-                    max_size=SPOOL_MEMORY_BYTES))
-            sink = group[2]
-            if sink.tell():
-                sink.write(b",")
-            sink.write(orjson.dumps(_otlp_span(trace.trace_id, row, strict), option=_DUMPS))
-            count += 1
+                group = groups[key] = len(heads)
+                heads.append((resource, scope))
+                members.append([])
+            data = orjson.dumps(_otlp_span(trace.trace_id, row, strict), option=_DUMPS)
+            members[group].append(len(where))
+            where.append((scratch.tell(), len(data)))
+            scratch.write(data)
         spool.begin(fmt.SPANS, "application/json")
         spool.write(b'{"resourceSpans":[')
-        for i, (resource, scope, sink) in enumerate(groups.values()):
+        for group, (resource, scope) in enumerate(heads):
             head = {"resource": {"attributes": _key_values(resource)},
                     "scopeSpans": [{"scope": _otlp_scope(scope), "spans": ["@"]}]}
             before, after = orjson.dumps(head, option=_DUMPS).split(b'"@"')
-            spool.write((b"," if i else b"") + before)
-            sink.seek(0)
-            while chunk := sink.read(CHUNK):
-                spool.write(chunk)
+            spool.write((b"," if group else b"") + before)
+            for n, index in enumerate(members[group]):
+                offset, size = where[index]
+                scratch.seek(offset)
+                spool.write((b"," if n else b"") + scratch.read(size))
             spool.write(after)
         spool.write(b"]}")
         spool.end()
-    finally:
-        for _, _, sink in groups.values():
-            sink.close()
-    return count
+    return len(where)
 
 
 def _otlp_span(trace_id: str, row: tuple, strict: Redactor | None) -> dict:

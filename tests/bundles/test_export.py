@@ -200,6 +200,39 @@ def test_spans_are_otlp_json_that_opentelemetry_proto_and_the_ingest_read(world,
 
 
 @pytest.mark.django_db
+def test_spans_of_several_services_group_by_resource_in_order_of_appearance(
+        project, make_key, engineer_client):
+    trace_id = "6f" * 16
+
+    def batch(service: str, span_ids: list[str], offset_ms: int) -> dict:
+        return {"resource": {"attributes": _kv({"service.name": service})},
+                "scopeSpans": [{"scope": {"name": f"{service}-lib"}, "spans": [
+                    {"traceId": trace_id, "spanId": sid, "name": f"{service} op {i}",
+                     "kind": 2, "startTimeUnixNano": str(NOW + (offset_ms + 10 * i) * MS),
+                     "endTimeUnixNano": str(NOW + (offset_ms + 10 * i + 5) * MS),
+                     "parentSpanId": "" if sid == "01" * 8 else "01" * 8}
+                    for i, sid in enumerate(span_ids)]}]}
+
+    doc = {"resourceSpans": [batch("billing", ["03" * 8, "05" * 8], 1),
+                             batch("gateway", ["01" * 8, "04" * 8], 0),
+                             batch("billing", ["02" * 8], 2)]}
+    _, key = make_key("ingest")
+    resp = client_for(raw_key=key).generic("POST", "/otlp/v1/traces", json.dumps(doc),
+                                           content_type="application/json")
+    assert resp.status_code == 200, resp.content
+    _, body = _get(engineer_client, f"/api/v1/traces/{trace_id}/export")
+    spans_doc = json.loads(_entries(body)[fmt.SPANS])
+    got = [([kv["value"]["stringValue"] for kv in rs["resource"]["attributes"]],
+            [ss["scope"]["name"] for ss in rs["scopeSpans"]],
+            [s["spanId"] for ss in rs["scopeSpans"] for s in ss["spans"]])
+           for rs in spans_doc["resourceSpans"]]
+    # The gateway's root starts first; each group keeps its spans in start order.
+    assert got == [(["gateway"], ["gateway-lib"], ["01" * 8, "04" * 8]),
+                   (["billing"], ["billing-lib"], ["03" * 8, "02" * 8, "05" * 8])]
+    json_format.Parse(_entries(body)[fmt.SPANS], ExportTraceServiceRequest())
+
+
+@pytest.mark.django_db
 def test_the_same_trace_exported_twice_differs_only_in_created_at(world, engineer_client):
     first = _entries(_get(engineer_client, f"/api/v1/traces/{TRACE}/export")[1])
     second = _entries(_get(engineer_client, f"/api/v1/traces/{TRACE}/export")[1])
