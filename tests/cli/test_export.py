@@ -194,6 +194,9 @@ def test_a_counter_on_a_terminal(cli, live_run, out):
     assert "\rpreparing the bundle" in result.out and "\rwriting " in result.out
     assert result.out.endswith("\r" + _summary(target, "full", events=live_run.event_count,
                                                 payloads=3))
+    missing = cli("export-trace", MISSING, "-o", str(out / "m.zip"), stdout=Terminal())
+    assert missing.code == 1 and missing.err == f"error: no trace {MISSING}\n"
+    assert missing.out.startswith("\rpreparing the bundle") and missing.out.endswith(" \r")
 
 
 @pytest.mark.django_db
@@ -242,8 +245,13 @@ def test_remote_keys_get_what_their_rights_allow(cli, live_run, live_server, mak
     for name in archive.namelist()[1:]:  # all but the manifest (its created_at)
         assert archive.read(name) == same.read(name), name
     asked = cli("export-run", live_run.id, "-o", str(out / "run.zip"), "--full",
-                *_remote(live_server, engineer_key))
-    assert asked.out == _summary(out / "run.zip", "full", events=events, payloads=3)
+                *_remote(live_server, engineer_key), stdout=Terminal())
+    assert "\rdownloading " in asked.out
+    bare = cli("export-trace", TRACE, "-o", str(out / "bare.zip"), "--no-payloads",
+               *_remote(live_server, engineer_key))
+    assert bare.out == _summary(out / "bare.zip", "full", events=events, payloads=0, note=most)
+    assert asked.out.endswith("\r" + _summary(out / "run.zip", "full", events=events,
+                                               payloads=3))
 
     # A viewer's key: strict when it asks for nothing, a clear refusal when it asks for full.
     strict = out / "strict.zip"

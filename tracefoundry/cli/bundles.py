@@ -262,7 +262,8 @@ class RemoteBundles:
                                "--strict)"
             raise
         got = resp.headers.get("X-TraceFoundry-Export-Mode")
-        fallback = f"tracefoundry-{ident.lower()}{'-strict' if got == 'strict' else ''}.zip"
+        ident = ident.lower() if what == "trace" else ident  # run ids are case-sensitive
+        fallback = f"tracefoundry-{ident}{'-strict' if got == 'strict' else ''}.zip"
         return Export(
             filename=_attachment_name(resp.headers.get("Content-Disposition", "")) or fallback,
             mode=got if got in EXPORT_MODES else None, manifest=None,
@@ -383,8 +384,24 @@ def cmd_export(args: argparse.Namespace, backend: BundleBackend) -> int:
                        "FILE.zip", exit_code=EXIT_USAGE)
     report_out = sys.stderr if to_stdout else sys.stdout  # never mixed into the zip
     progress = ProgressBar(report_out, enabled=not args.json and report_out.isatty())
-    export = backend.export(args.what, args.ident, mode=args.mode, payloads=args.payloads,
-                            progress=progress)
+    try:
+        export = backend.export(args.what, args.ident, mode=args.mode, payloads=args.payloads,
+                                progress=progress)
+        target, size, manifest = _save(args.output, export, progress)
+    finally:
+        progress("done", 1, 1)  # wipe the bar, whether the report or an error follows
+    report = export_report(target, size, export, manifest)
+    if args.json:
+        render.write_json(report_out, report)
+    else:
+        report_out.write(export_text(report, export))
+    report_out.flush()
+    return EXIT_OK
+
+
+def _save(output: str | None, export: Export,
+          progress: Progress) -> tuple[str, int, dict[str, Any]]:
+    """Write the bundle where ``-o`` says; returns where, its size and its manifest."""
     reader = ManifestReader() if export.manifest is None else None
     stage = "download" if export.remote else "write"
 
@@ -403,22 +420,14 @@ def cmd_export(args: argparse.Namespace, backend: BundleBackend) -> int:
             raise CliError("the server's response ended before the bundle's manifest")
 
     try:
-        if to_stdout:
+        if output == "-":
             target, size = "-", _write_stdout(counted())
         else:
-            path = _target(args.output, export.filename)
+            path = _target(output, export.filename)
             target, size = str(path), _write_atomically(path, counted())
     finally:
         export.close()
-    progress("done", 1, 1)
-    manifest = export.manifest if reader is None else reader.manifest
-    report = export_report(target, size, export, manifest)
-    if args.json:
-        render.write_json(report_out, report)
-    else:
-        report_out.write(export_text(report, export))
-    report_out.flush()
-    return EXIT_OK
+    return target, size, export.manifest if reader is None else reader.manifest
 
 
 def _target(output: str | None, filename: str) -> Path:
