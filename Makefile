@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-postgres fuzz lint fmt venv migrate bench schema clean
+.PHONY: run test test-postgres fuzz lint fmt venv migrate bench schema export-trace clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,18 @@ schema: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/events_append.py
+
+## Export a trace from the local database as a bundle:
+## make export-trace TRACE=<trace id> [OUT=file.zip] [STRICT=1]
+# TRACE is checked when the Makefile is read, before the venv is built or anything runs.
+ifneq ($(filter export-trace,$(MAKECMDGOALS)),)
+ifeq ($(strip $(TRACE)),)
+$(error TRACE is missing: make export-trace TRACE=<trace id> [OUT=file.zip] [STRICT=1])
+endif
+endif
+export-trace: $(STAMP)
+	$(BIN)/python -m tracefoundry.cli export-trace --local '$(TRACE)' \
+		$(if $(OUT),-o '$(OUT)') $(if $(filter-out 0 no false,$(STRICT)),--strict)
 
 clean:
 	rm -rf $(VENV) tracefoundry.sqlite3* staticfiles
