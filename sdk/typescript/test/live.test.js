@@ -329,6 +329,29 @@ test("a failing callback: its error re-thrown unchanged, the run failed with typ
   assert.equal(spans.find((s) => s.span_type === "tool").status_code, "error");
 });
 
+test("attached to an existing run (runId): events and spans go to it, its lifecycle stays with its owner", async () => {
+  const created = await server.api("POST", "/api/v1/runs", { kind: "worker.job", input: {} });
+  assert.equal(created.status, 201);
+  const id = created.data.id;
+  assert.equal((await server.api("POST", `/api/v1/runs/${id}/start`, {})).status, 200);
+  let traceId;
+  const value = await traceAgentRun({ runId: id, name: "inside a job" }, async (run) => {
+    traceId = run.traceId;
+    assert.equal(run.runId, id);
+    await toolCall({ name: "step", args: {} }, async () => "done");
+    return 7;
+  });
+  assert.equal(value, 7);
+  await flush();
+  const list = await events(id, "tool_call,tool_result");
+  assert.deepEqual(list.map((e) => e.type), ["tool_call", "tool_result"]);
+  const { data } = await server.api("GET", `/api/v1/runs/${id}`);
+  assert.equal(data.state, "running", "the SDK did not finish a run it did not create");
+  assert.equal(data.trace_id, traceId, "the spans' tracefoundry.run_id linked the trace");
+  const spans = await spansOf(traceId, 2);
+  for (const s of spans) assert.equal(s.run_id, id);
+});
+
 test("event batches survive a 503 on the way (retried with backoff)", async () => {
   // A proxy in front of the real server answers the first event batch with 503 + Retry-After.
   let refused = 0;
