@@ -83,3 +83,35 @@ export async function apiRequest(
 export function retryable(result: ApiResult): boolean {
   return [0, 429, 502, 503, 504].includes(result.status);
 }
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, Math.max(0, ms));
+    timer.unref?.();
+  });
+}
+
+/**
+ * A lifecycle request (create, start, succeed, fail), sent again — up to `attempts` times in
+ * all — while the server answers 429 or 503 (it did nothing then), waiting its `Retry-After` or
+ * a short backoff, never more than `maxWaitMs` in all.
+ */
+export async function apiRequestPatiently(
+  method: string,
+  path: string,
+  body?: unknown,
+  attempts = 3,
+  maxWaitMs = 3000,
+): Promise<ApiResult> {
+  const deadline = Date.now() + maxWaitMs;
+  let backoff = 200;
+  let result = await apiRequest(method, path, body);
+  for (let i = 1; i < attempts && (result.status === 429 || result.status === 503); i += 1) {
+    const wait = Math.min(result.retryAfterMs ?? backoff, 2000);
+    backoff *= 2;
+    if (Date.now() + wait > deadline) break;
+    await pause(wait);
+    result = await apiRequest(method, path, body);
+  }
+  return result;
+}

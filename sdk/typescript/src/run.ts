@@ -8,7 +8,7 @@
 import { SpanKind, SpanStatusCode, context, diag, isSpanContextValid, trace } from "@opentelemetry/api";
 import type { Attributes, Span } from "@opentelemetry/api";
 
-import { apiRequest } from "./api.js";
+import { apiRequestPatiently as apiRequest } from "./api.js";
 import { getConfig, getTracer } from "./config.js";
 import { RUN_ID_ATTRIBUTE, currentScope, runStore } from "./context.js";
 import type { RunEvent, RunScope } from "./context.js";

@@ -352,14 +352,18 @@ test("attached to an existing run (runId): events and spans go to it, its lifecy
   for (const s of spans) assert.equal(s.run_id, id);
 });
 
-test("event batches survive a 503 on the way (retried with backoff)", async () => {
-  // A proxy in front of the real server answers the first event batch with 503 + Retry-After.
-  let refused = 0;
+test("a 429 on creating the run and a 503 on an event batch are retried", async () => {
+  // A proxy in front of the real server refuses the first run creation (429) and the first
+  // event batch (503), with Retry-After, as a throttled or busy server does.
+  const refused = { create: 0, events: 0 };
   const proxy = await listen((req, res) => {
-    if (req.method === "POST" && /\/events$/.test(req.url) && refused === 0) {
-      refused += 1;
+    const which = req.method !== "POST" ? null
+      : req.url === "/api/v1/runs" ? "create"
+      : /\/events$/.test(req.url) ? "events" : null;
+    if (which && refused[which] === 0) {
+      refused[which] += 1;
       req.resume();
-      res.writeHead(503, { "Retry-After": "0", "Content-Type": "application/json" });
+      res.writeHead(which === "create" ? 429 : 503, { "Retry-After": "0", "Content-Type": "application/json" });
       res.end(JSON.stringify({ error: { code: "unavailable", message: "busy", details: {} } }));
       return;
     }
@@ -378,7 +382,7 @@ test("event batches survive a 503 on the way (retried with backoff)", async () =
       runId = run.runId;
       for (let i = 0; i < 5; i += 1) run.note(`step ${i}`);
     });
-    assert.equal(refused, 1);
+    assert.deepEqual(refused, { create: 1, events: 1 });
     const notes = await events(runId, "note");
     assert.deepEqual(notes.map((e) => e.payload.text), ["step 0", "step 1", "step 2", "step 3", "step 4"]);
     const { data } = await server.api("GET", `/api/v1/runs/${runId}`);
