@@ -16,7 +16,7 @@ import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { getConfig, getTracer } from "./config.js";
 import { RUN_ID_ATTRIBUTE, currentScope } from "./context.js";
 import type { RunEvent, RunScope } from "./context.js";
-import { attributeText, errorInfo, jsonValue, wellFormed } from "./payload.js";
+import { attributeText, errorInfo, exceptionOf, jsonValue, wellFormed } from "./payload.js";
 
 const propagator = new W3CTraceContextPropagator();
 
@@ -182,7 +182,7 @@ class BaseCall implements Call {
     const info = errorInfo(error, 2000);
     try {
       if (/timeout|deadline/i.test(info.type) && !this.timedOut) this.timeout();
-      this.span.recordException(error instanceof Error ? error : info.message);
+      this.span.recordException(exceptionOf(error));
       this.span.setAttribute("error.type", info.type);
       this.span.setStatus({ code: SpanStatusCode.ERROR, message: info.message.slice(0, 1000) });
     } catch (e) {

@@ -13,7 +13,7 @@ import type { Attributes, Context, Span } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 
 import { getTracer } from "./config.js";
-import { errorInfo, wellFormed } from "./payload.js";
+import { errorInfo, exceptionOf, wellFormed } from "./payload.js";
 
 const propagator = new W3CTraceContextPropagator();
 const TRACED = Symbol.for("tracefoundry.traced");
@@ -114,7 +114,7 @@ function recordError(active: Context, error: unknown): void {
     const span: Span | undefined = trace.getSpan(active);
     if (!span) return;
     const info = errorInfo(error, 2000);
-    span.recordException(error instanceof Error ? error : info.message);
+    span.recordException(exceptionOf(error));
     span.setStatus({ code: SpanStatusCode.ERROR, message: info.message.slice(0, 1000) });
   } catch {
     // the handler's error is what matters

@@ -89,3 +89,16 @@ export function errorInfo(error: unknown, stackChars = 4000): { type: string; me
   }
   return { type: typeof error, message: capText(wellFormed(toText(error)), 4000) };
 }
+
+/**
+ * What `span.recordException` should see: the error's type as its name (DOMException's legacy
+ * numeric `code`, e.g. 23 for a TimeoutError, would otherwise become `exception.type`).
+ */
+export function exceptionOf(error: unknown): { name: string; message: string; stack?: string; code?: string } {
+  const info = errorInfo(error, 8000);
+  const out: { name: string; message: string; stack?: string; code?: string } = { name: info.type, message: info.message };
+  if (info.stack) out.stack = info.stack;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && code) out.code = wellFormed(code).slice(0, 255);
+  return out;
+}

@@ -13,7 +13,7 @@ import { getConfig, getTracer } from "./config.js";
 import { RUN_ID_ATTRIBUTE, currentScope, runStore } from "./context.js";
 import type { RunEvent, RunScope } from "./context.js";
 import { EventSender } from "./events.js";
-import { attributeText, errorInfo, jsonValue, wellFormed } from "./payload.js";
+import { attributeText, errorInfo, exceptionOf, jsonValue, wellFormed } from "./payload.js";
 
 const MAX_OUTPUT_CHARS = 1 << 20;
 const EVENT_TYPE = /^[a-z][a-z0-9_.]{0,63}$/;
@@ -224,7 +224,7 @@ async function finish(
     const span = handle.span;
     if (outcome.failed) {
       const info = errorInfo(outcome.thrown);
-      span.recordException(outcome.thrown instanceof Error ? outcome.thrown : info.message);
+      span.recordException(exceptionOf(outcome.thrown));
       span.setStatus({ code: SpanStatusCode.ERROR, message: info.message.slice(0, 1000) });
     } else {
       if (config.capturePayloads && outcome.result !== undefined) {

@@ -70,6 +70,10 @@ async function events(runId, types) {
 before(async () => {
   server = await startServer();
   model = await listen((req, res) => {
+    if (req.url === "/hang") {
+      req.resume(); // never answers; the client gives up
+      return;
+    }
     let body = "";
     req.on("data", (d) => (body += d));
     req.on("end", () => {
@@ -264,6 +268,38 @@ test("large prompts and results go to the payload store; texts are capped", asyn
   } finally {
     configureFor(server.url);
   }
+});
+
+test("an LLM call that times out: a timeout on the span, the trace and the llm_response", async () => {
+  let runId;
+  let traceId;
+  const value = await traceAgentRun({ kind: "agent.timeout" }, async (run) => {
+    runId = run.runId;
+    traceId = run.traceId;
+    try {
+      await llmCall({ model: "slow-model", provider: "local", prompt: "hi" }, async (call) => {
+        await fetch(`${urlOf(model)}/hang`, { headers: call.traceHeaders(), signal: AbortSignal.timeout(200) });
+      });
+    } catch (error) {
+      return `gave up: ${error.name}`;
+    }
+    return "answered";
+  });
+  assert.equal(value, "gave up: TimeoutError");
+  await flush();
+  const [request, response] = await events(runId, "llm_request,llm_response");
+  assert.equal(response.correlation_id, request.correlation_id);
+  assert.equal(response.level, "error");
+  assert.equal(response.payload.error.type, "TimeoutError");
+  const spans = await spansOf(traceId, 2);
+  const llm = spans.find((s) => s.span_type === "llm");
+  assert.equal(llm.is_timeout, true);
+  assert.equal(llm.status_code, "error");
+  const detail = await span(traceId, llm.span_id);
+  const exception = detail.events.find((e) => e.name === "exception");
+  assert.equal(exception.attributes["exception.type"], "TimeoutError");
+  const { data } = await server.api("GET", `/api/v1/traces/${traceId}`);
+  assert.equal(data.has_timeout, true);
 });
 
 test("capturePayloads: false keeps prompts, completions, args and results out", async () => {
