@@ -115,6 +115,13 @@ export class EventSender {
         this.sent += batch.length;
         return;
       }
+      if (result.status === 413 && batch.length > 1) {
+        // Over the server's request size: send it in halves.
+        const half = Math.ceil(batch.length / 2);
+        await this.send(batch.slice(0, half));
+        await this.send(batch.slice(half));
+        return;
+      }
       if (result.status === 400) {
         // All or nothing on the server: leave out the events it names, send the others.
         const bad = badIndexes(result.data, batch.length);

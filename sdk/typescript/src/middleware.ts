@@ -27,7 +27,6 @@ export interface MiddlewareOptions {
   ignoreIncoming?: boolean;
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => unknown;
 type Next = (error?: unknown) => void;
 
 const getter = {
@@ -125,29 +124,33 @@ function recordError(active: Context, error: unknown): void {
  * Wrap a request handler for `http.createServer(traceHandler(handler))`. The handler's return
  * value (a promise too) is passed through; what it throws is recorded on the span and re-thrown.
  */
-export function traceHandler<H extends Handler>(handler: H, options: MiddlewareOptions = {}): H {
-  const wrapped = function (this: unknown, req: IncomingMessage, res: ServerResponse): unknown {
+export function traceHandler<Req extends IncomingMessage, Res extends ServerResponse, R>(
+  handler: (req: Req, res: Res) => R,
+  options: MiddlewareOptions = {},
+): (req: Req, res: Res) => R {
+  const wrapped = function (this: unknown, req: Req, res: Res): R {
     const active = startServerSpan(req, res, options);
     if (!active) return handler.call(this, req, res);
     return context.with(active, () => {
-      let result: unknown;
+      let result: R;
       try {
         result = handler.call(this, req, res);
       } catch (error) {
         recordError(active, error);
         throw error;
       }
-      if (result && typeof (result as Promise<unknown>).then === "function") {
+      const thenable = result as unknown as PromiseLike<unknown> | null | undefined;
+      if (thenable && typeof thenable.then === "function") {
         // The same outcome for whoever awaits it, the rejection recorded on the way.
-        return (result as Promise<unknown>).then(undefined, (error: unknown) => {
+        return thenable.then(undefined, (error: unknown) => {
           recordError(active, error);
           throw error;
-        });
+        }) as unknown as R;
       }
       return result;
     });
   };
-  return wrapped as H;
+  return wrapped;
 }
 
 /**

@@ -53,3 +53,12 @@ const middleware: (req: http.IncomingMessage, res: http.ServerResponse, next: (e
 void middleware;
 void server;
 void flush(1000).then(() => shutdown());
+
+// A handler typed with a request subclass (as frameworks declare them) keeps its types.
+interface AppRequest extends http.IncomingMessage {
+  user?: string;
+}
+const typed: (req: AppRequest, res: http.ServerResponse) => void = traceHandler((req: AppRequest, res) => {
+  res.end(req.user ?? "anonymous");
+});
+void typed;
