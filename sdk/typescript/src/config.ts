@@ -60,6 +60,8 @@ export interface TraceFoundryOptions {
   eventFlushIntervalMs?: number;
   /** Events waiting per run beyond this are dropped and counted (default 10000). */
   maxQueuedEvents?: number;
+  /** Waiting events of one run beyond this many JSON characters are dropped and counted (default 16 Mi). */
+  maxQueuedChars?: number;
   /** Retries of one event batch on 429/503/network errors (default 5). */
   maxEventRetries?: number;
   /** Delay before spans are exported in a batch (default 1000 ms). */
@@ -86,6 +88,7 @@ export interface ResolvedConfig {
   eventBatchSize: number;
   eventFlushIntervalMs: number;
   maxQueuedEvents: number;
+  maxQueuedChars: number;
   maxEventRetries: number;
   spanExportDelayMs: number;
   resourceAttributes: Attributes;
@@ -184,6 +187,7 @@ export function resolveConfig(options: TraceFoundryOptions = {}): ResolvedConfig
     eventBatchSize: positive(options.eventBatchSize, 100, 1000),
     eventFlushIntervalMs: positive(options.eventFlushIntervalMs, 1000),
     maxQueuedEvents: positive(options.maxQueuedEvents, 10000),
+    maxQueuedChars: positive(options.maxQueuedChars, 16 * 1024 * 1024),
     maxEventRetries: options.maxEventRetries === 0 ? 0 : positive(options.maxEventRetries, 5),
     spanExportDelayMs: positive(options.spanExportDelayMs, 1000),
     resourceAttributes,

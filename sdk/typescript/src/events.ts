@@ -1,6 +1,6 @@
 /**
- * Run events over HTTP in background batches: one sender per run, a bounded queue (events past
- * the bound are dropped and counted), batches of at most `eventBatchSize` sent at least every
+ * Run events over HTTP in background batches: one sender per run, a bounded queue (in events
+ * and in JSON characters; events past either bound are dropped and counted), batches of at most `eventBatchSize` sent at least every
  * `eventFlushIntervalMs`, one request at a time, retried with exponential backoff (or the
  * server's `Retry-After`) on 429/503 and network errors. `flush(timeout)` sends what is queued
  * within a deadline; `close()` drops the rest. Nothing here throws.
@@ -34,6 +34,8 @@ export interface SenderStats {
 
 export class EventSender {
   private queue: RunEvent[] = [];
+  private sizes: number[] = []; // JSON length of each queued event
+  private queuedChars = 0;
   private timer: NodeJS.Timeout | undefined;
   private inflight: Promise<void> | null = null;
   private closed = false;
@@ -56,11 +58,17 @@ export class EventSender {
         this.dropped += 1;
         return;
       }
-      if (this.queue.length >= this.config.maxQueuedEvents) {
+      const size = JSON.stringify(event).length;
+      if (
+        this.queue.length >= this.config.maxQueuedEvents ||
+        this.queuedChars + size > this.config.maxQueuedChars
+      ) {
         this.dropped += 1;
         return;
       }
       this.queue.push(event);
+      this.sizes.push(size);
+      this.queuedChars += size;
       activity.dirty = true;
       liveSenders.add(this);
       if (this.queue.length >= this.config.eventBatchSize) void this.kick();
@@ -99,6 +107,7 @@ export class EventSender {
   private async drain(): Promise<void> {
     while (this.queue.length && !this.closed) {
       const batch = this.queue.splice(0, this.config.eventBatchSize);
+      for (const size of this.sizes.splice(0, batch.length)) this.queuedChars -= size;
       await this.send(batch);
     }
   }
@@ -170,6 +179,8 @@ export class EventSender {
     this.timer = undefined;
     this.dropped += this.queue.length;
     this.queue = [];
+    this.sizes = [];
+    this.queuedChars = 0;
     liveSenders.delete(this);
   }
 }

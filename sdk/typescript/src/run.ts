@@ -172,18 +172,18 @@ export async function traceAgentRun<T>(
 
 async function open(options: AgentRunOptions): Promise<RunHandle> {
   const config = getConfig();
-  const kind = options.kind || "agent.run";
-  const name = options.name || kind;
+  const kind = typeof options.kind === "string" && options.kind ? options.kind : "agent.run";
+  const name = wellFormed(typeof options.name === "string" && options.name ? options.name : kind).slice(0, 256);
   const attributes: Attributes = {
     ...(options.attributes ?? {}),
     "gen_ai.operation.name": "invoke_agent",
-    "gen_ai.agent.name": wellFormed(name).slice(0, 255),
+    "gen_ai.agent.name": name.slice(0, 255),
     "tracefoundry.run.kind": wellFormed(kind).slice(0, 128),
   };
   if (config.capturePayloads && options.input !== undefined) {
     attributes["input.value"] = attributeText(options.input, config.maxPayloadChars);
   }
-  const span = getTracer().startSpan(`invoke_agent ${wellFormed(name).slice(0, 200)}`, {
+  const span = getTracer().startSpan(`invoke_agent ${name.slice(0, 200)}`, {
     kind: SpanKind.INTERNAL,
     attributes,
   });

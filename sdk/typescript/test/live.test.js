@@ -388,6 +388,24 @@ test("attached to an existing run (runId): events and spans go to it, its lifecy
   for (const s of spans) assert.equal(s.run_id, id);
 });
 
+test("the event queue is bounded: what does not fit is dropped and counted, the rest arrives", async () => {
+  configureFor(server.url, { maxQueuedEvents: 5, eventFlushIntervalMs: 60000 });
+  try {
+    let runId;
+    let dropped;
+    await traceAgentRun({ kind: "agent.chatty" }, async (run) => {
+      runId = run.runId;
+      for (let i = 0; i < 20; i += 1) run.note(`note ${i}`);
+      dropped = run.droppedEvents;
+    });
+    assert.equal(dropped, 15);
+    const notes = await events(runId, "note");
+    assert.deepEqual(notes.map((e) => e.payload.text), ["note 0", "note 1", "note 2", "note 3", "note 4"]);
+  } finally {
+    configureFor(server.url);
+  }
+});
+
 test("a 429 on creating the run and a 503 on an event batch are retried", async () => {
   // A proxy in front of the real server refuses the first run creation (429) and the first
   // event batch (503), with Retry-After, as a throttled or busy server does.
