@@ -12,6 +12,7 @@ import {
   configure,
   currentRun,
   flush,
+  injectTraceHeaders,
   llmCall,
   shutdown,
   toolCall,
@@ -463,6 +464,7 @@ describe("trace-context propagation middleware", () => {
         seen.traceId = active?.traceId;
         seen.spanId = active?.spanId;
         seen.traceState = active?.traceState?.serialize();
+        seen.injected = injectTraceHeaders();
         await llmCall({ model: "m-handler", provider: "local" }, async (call) => {
           seen.outgoing = call.traceHeaders();
           call.recordResponse({ inputTokens: 1, outputTokens: 1 });
@@ -486,6 +488,7 @@ describe("trace-context propagation middleware", () => {
     assert.notEqual(seen.spanId, incomingSpan);
     assert.equal(seen.traceState, "vendor=abc");
     assert.equal(seen.outgoing.tracestate, "vendor=abc");
+    assert.deepEqual(seen.injected, { traceparent: `00-${incomingTrace}-${seen.spanId}-01`, tracestate: "vendor=abc" });
     await flush();
     const spans = await spansOf(incomingTrace, 2);
     const serverSpan = spans.find((s) => s.span_id === seen.spanId);
