@@ -7,7 +7,9 @@ from __future__ import annotations
 import zipfile
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Permission
+from django.test import AsyncClient
 
 from bundles.admin import MAX_SELECTED
 from bundles.exports import run_export
@@ -163,3 +165,26 @@ def test_a_row_gone_before_its_turn_is_named_in_missing_txt():
     assert outer.namelist() == [f"{kept.id}.zip", MISSING]
     assert gone.id in outer.read(MISSING).decode()
     assert manifest_of(outer.read(f"{kept.id}.zip"))["run_id"] == kept.id
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("count", [1, 3])
+async def test_under_asgi_the_download_streams_asynchronously(admin_user, ingest_trace, count):
+    """An ASGI server would collect a synchronous iterator whole before sending a byte; the
+    action hands it an asynchronous one, whose steps read the database in the request's
+    thread."""
+    items = [await sync_to_async(ingest_trace)(t) for t in TRACES[:count]]
+    client = AsyncClient()
+    await client.aforce_login(admin_user)
+
+    resp = await client.post("/admin/runs/run/", {
+        "action": "export_runs", "_selected_action": [i.run.id for i in items], "index": 0})
+
+    assert resp.status_code == 200 and resp.is_async
+    data = b"".join([chunk async for chunk in resp.streaming_content])
+    if count == 1:
+        assert manifest_of(data)["run_id"] == items[0].run.id
+    else:
+        outer = read_zip(data)
+        assert sorted(outer.namelist()) == sorted(f"{i.run.id}.zip" for i in items)
