@@ -15,19 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib import admin, messages
-from django.core.handlers.asgi import ASGIRequest
-from django.http import StreamingHttpResponse
 
 import runs.admin  # noqa: F401  (registers the Run admin this module extends)
 import traces.admin  # noqa: F401  (registers the Trace admin this module extends)
 from bundles.exports import PreparedBundle, export_mode_for, run_export, trace_export
-from bundles.multi_export import async_chunks, bundles_zip
+from bundles.multi_export import bundles_zip
+from bundles.streaming import zip_response
 from runs.models import Run
 from tracefoundry.errors import DomainError
 from tracefoundry.roles import Access, Cap
 from traces.models import Trace
 
-ZIP = "application/zip"
 # At most this many rows a download: each bundle is read and deflated in the request.
 MAX_SELECTED = 100
 
@@ -50,29 +48,16 @@ def _export_selected(modeladmin, request, queryset, *, kind: str, field: str,
     try:
         if len(idents) == 1:
             bundle = export(access=access, mode=mode, **{f"{kind}_id": idents[0]})
-            return _download(request, bundle.achunks() if _is_asgi(request) else bundle.chunks(),
-                             bundle.filename, bundle.mode)
+            return zip_response(request, bundle.chunks(), filename=bundle.filename,
+                                mode=bundle.mode, on_close=bundle.close)
         suffix = "-strict" if mode == "strict" else ""
         content = bundles_zip(idents, lambda ident: export(
             access=access, mode=mode, **{f"{kind}_id": ident}))
-        return _download(request, async_chunks(content) if _is_asgi(request) else content,
-                         f"tracefoundry-{len(idents)}-{kind}s{suffix}.zip", mode)
+        return zip_response(request, content, mode=mode, reads_database=True,
+                            filename=f"tracefoundry-{len(idents)}-{kind}s{suffix}.zip")
     except DomainError as exc:  # a single row deleted meanwhile: say so on the list
         modeladmin.message_user(request, exc.message, messages.ERROR)
         return None
-
-
-def _is_asgi(request) -> bool:
-    # Under ASGI a synchronous iterator would be collected whole before the first byte is sent.
-    return isinstance(request, ASGIRequest)
-
-
-def _download(request, content, filename: str, mode: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(content, content_type=ZIP)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = "private, no-store"
-    response["X-TraceFoundry-Export-Mode"] = mode
-    return response
 
 
 @admin.action(description="Export selected as bundle")

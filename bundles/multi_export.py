@@ -11,12 +11,11 @@ that vanished between the selection and its turn is left out and named in ``MISS
 from __future__ import annotations
 
 import zipfile
-from collections.abc import AsyncIterator, Callable, Iterator
-
-from asgiref.sync import sync_to_async
+from collections.abc import Callable, Iterator
 
 from bundles import format as fmt
 from bundles.exports import PreparedBundle
+from bundles.streaming import Pipe
 from tracefoundry.errors import NotFound
 
 CHUNK = 256 * 1024
@@ -26,7 +25,7 @@ MISSING = "MISSING.txt"
 def bundles_zip(idents: list[str], prepare: Callable[[str], PreparedBundle]) -> Iterator[bytes]:
     """The outer zip, a chunk at a time: ``prepare(ident)`` for each ident in order, its bundle
     stored as ``<ident>.zip``."""
-    out = _Sink()
+    out = Pipe()
     missing: list[str] = []
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
         for ident in idents:
@@ -53,52 +52,8 @@ def bundles_zip(idents: list[str], prepare: Callable[[str], PreparedBundle]) -> 
     yield out.take()
 
 
-async def async_chunks(iterator: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """A synchronous chunk iterator for an ASGI response. Each step runs in the request's own
-    thread (thread-sensitive), because preparing a bundle reads the database through that
-    thread's connection, which Django closes when the response ends."""
-    step = sync_to_async(_next_or_none, thread_sensitive=True)
-    try:
-        while (chunk := await step(iterator)) is not None:
-            if chunk:
-                yield chunk
-    finally:
-        await sync_to_async(_close, thread_sensitive=True)(iterator)
-
-
-def _next_or_none(iterator: Iterator[bytes]) -> bytes | None:
-    return next(iterator, None)
-
-
-def _close(iterator: Iterator[bytes]) -> None:
-    close = getattr(iterator, "close", None)
-    if close is not None:
-        close()
-
-
 def _stored(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=fmt.ZIP_TIMESTAMP)
     info.compress_type = zipfile.ZIP_STORED
     info.external_attr = 0o100644 << 16
     return info
-
-
-class _Sink:
-    """The outer zip's output: unseekable, its bytes taken as they come."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        if data:
-            self._parts.append(bytes(data))
-            self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data, self._parts, self.size = b"".join(self._parts), [], 0
-        return data
