@@ -204,14 +204,23 @@ def insert_created(run: Run, event: RunEvent, *, wake_kind: str | None) -> None:
         obj._state.db = connection.alias
 
 
-def _insert_sql(obj: Run | RunEvent) -> tuple[str, tuple]:
-    """Django's own INSERT of ``obj`` (every concrete field but an auto id), not run."""
-    meta = obj._meta
-    fields = [f for f in meta.concrete_fields if f is not meta.auto_field]
-    query = InsertQuery(type(obj))
-    query.insert_values(fields, [obj])
-    [(sql, params)] = query.get_compiler(connection=connection).as_sql()
-    return sql, tuple(params)
+# Per model: the INSERT that Django compiles for one of its rows, and the fields it binds.
+_INSERTS: dict[type, tuple[str, list]] = {}
+
+
+def _insert_sql(obj: Run | RunEvent) -> tuple[str, list]:
+    """Django's own INSERT of ``obj`` (every concrete field but an auto id), not run. The
+    statement is compiled once per model; the values are prepared as the compiler does."""
+    model = type(obj)
+    if model not in _INSERTS:
+        meta = model._meta
+        fields = [f for f in meta.concrete_fields if f is not meta.auto_field]
+        query = InsertQuery(model)
+        query.insert_values(fields, [obj])
+        [(sql, _)] = query.get_compiler(connection=connection).as_sql()
+        _INSERTS[model] = (sql, fields)
+    sql, fields = _INSERTS[model]
+    return sql, [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
 
 
 def lifecycle_row(
