@@ -229,7 +229,9 @@ def start_workers(env: dict, tmp: Path, db_url: str, n: int, args, tag: str) -> 
         workers.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log,
                                         stderr=subprocess.STDOUT))
     deadline = time.monotonic() + 60
-    while listeners(db_url) < before + n:  # every worker is on LISTEN: idle and ready
+    # Every worker is idle and ready: on LISTEN, or waiting for its turn to listen (one idle
+    # worker of a set of kinds listens at a time; runs/wakeup.py).
+    while listeners(db_url) < before + n:
         if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
             stop_workers(workers)
             raise RuntimeError(f"workers did not start; see {tmp}/worker-{tag}-*.log")
@@ -241,7 +243,7 @@ def listeners(db_url: str) -> int:
     with psycopg.connect(db_url, autocommit=True) as conn:
         return conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND query LIKE 'LISTEN tracefoundry_runs%%'").fetchone()[0]
+            "AND pid <> pg_backend_pid() AND query LIKE '%tracefoundry_runs%'").fetchone()[0]
 
 
 def stop_workers(workers: list) -> None:
