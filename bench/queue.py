@@ -421,9 +421,9 @@ def print_header(args, redis_url: str | None) -> None:
     layer = f"Redis ({redis_url})" if redis_url else "in-memory"
     print(f"  workers     manage.py worker (DEBUG=0, LOG_LEVEL=WARNING), --concurrency "
           f"{args.concurrency}, channel layer {layer}")
-    print(f"  workload    {args.runs} system.noop runs per phase (distinct inputs, echoed as "
-          "outputs), "
-          f"{args.latency} latency runs")
+    throughput = ("" if args.only == "latency" else f"{args.runs} system.noop runs per phase "
+                  "(distinct inputs, echoed as outputs), ")
+    print(f"  workload    {throughput}{args.latency} latency runs")
     print(flush=True)
 
 
