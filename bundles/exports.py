@@ -13,7 +13,8 @@ Modes (PRODUCT.md §10, §12):
     attributes cut to the strict allowlist, and no payload blob. For every reader.
 
 Without a mode, a reader gets the most they may have: ``full`` with ``Cap.PAYLOADS``, else
-``strict``. Asking for ``full`` without it is a 403, not a quiet downgrade.
+``strict``. Asking for ``full`` without it is a 403, not a quiet downgrade — checked before the
+trace or run is looked up, as the payload endpoint checks its right before the blob.
 
 Two passes, so that the manifest (which names every other entry's SHA-256 and size) comes
 first in the zip and nothing is built in memory whole:
@@ -127,10 +128,10 @@ def _visible(access: Access | None, project_id: int) -> bool:
 def trace_export(*, access: Access | None, trace_id: str, mode: str | None = None,
                  payloads: bool = True) -> PreparedBundle:
     """A bundle of the trace ``trace_id`` and, when it has one here, its run."""
+    mode = export_mode_for(access, mode)
     trace = Trace.objects.filter(trace_id=str(trace_id).lower()).select_related("project").first()
     if trace is None or not _visible(access, trace.project_id):
         raise NotFound(f"no trace {trace_id}")
-    mode = export_mode_for(access, mode)
     run = None
     if trace.run_id:
         run = Run.objects.filter(pk=trace.run_id, project_id=trace.project_id).first()
@@ -140,10 +141,10 @@ def trace_export(*, access: Access | None, trace_id: str, mode: str | None = Non
 def run_export(*, access: Access | None, run_id: str, mode: str | None = None,
                payloads: bool = True) -> PreparedBundle:
     """A bundle of the run ``run_id`` and, when it has one here, its trace."""
+    mode = export_mode_for(access, mode)
     run = Run.objects.filter(pk=run_id).select_related("project").first()
     if run is None or not _visible(access, run.project_id):
         raise NotFound(f"no run {run_id}")
-    mode = export_mode_for(access, mode)
     trace = None
     if run.trace_id:
         trace = Trace.objects.filter(trace_id=run.trace_id, project_id=run.project_id).first()
