@@ -359,13 +359,17 @@ class AgentRunScope:
                 return
             path = f"/api/v1/runs/{run.run_id}"
             if exc is None:
+                action = "succeed"
                 body: dict[str, Any] = {}
                 if run._output is not _UNSET and run._output is not None:
                     body["output"] = jsonable(run._output, state.config.payload_max_chars)
-                state.client.request("POST", f"{path}/succeed", body,
-                                     deadline_s=state.config.flush_timeout_s)
             else:
-                state.client.request("POST", f"{path}/fail", {"error": _error_of(exc, tb)},
+                action, body = "fail", {"error": _error_of(exc, tb)}
+            if state.sender is not None and state.sender.unreachable:
+                # The events could not go either: one attempt, not a second wait as long.
+                state.client.request_once("POST", f"{path}/{action}", body)
+            else:
+                state.client.request("POST", f"{path}/{action}", body,
                                      deadline_s=state.config.flush_timeout_s)
         except ApiError as exc_api:
             logger.warning("tracefoundry_sdk: could not finish run %s (%s)", run.run_id, exc_api)

@@ -95,6 +95,11 @@ class EventSender:
             self._cond.notify_all()
         return flushed
 
+    @property
+    def unreachable(self) -> bool:
+        """The last attempt to send got no answer (or a 429/503): the server is away."""
+        return self._failing
+
     def pending(self) -> int:
         with self._cond:
             return len(self._queue) + self._inflight

@@ -46,7 +46,8 @@ def configure(**kwargs: Any) -> None:
             if old is not None and old.sender is not None:
                 old.sender.close(old.config.flush_timeout_s)
             config = config_module.load(**kwargs)
-            tracer = tracing.setup(config)
+            tracer = tracing.setup(
+                config, timeout_s=old.config.flush_timeout_s if old is not None else 5.0)
             client = sender = None
             if config.api_url:
                 client = ApiClient(config.api_url, config.api_key,
