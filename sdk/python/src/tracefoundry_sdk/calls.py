@@ -80,7 +80,8 @@ class Call:
             self.span.set_attribute(key, _attribute(value, self._max_chars))
 
     def _begin(self, span_name: str, kind: SpanKind, attributes: dict[str, Any]) -> None:
-        state = self._state = runtime.state()
+        state = self._state or runtime.state()
+        self._state = state
         self.run = current_run()
         if self.run is not None and self.run.run_id:
             attributes[RUN_ID_ATTRIBUTE] = self.run.run_id
@@ -137,23 +138,31 @@ class LLMCall(Call):
         self._response: dict[str, Any] = {}
 
     def _enter(self) -> None:
+        state = self._state = runtime.state()
+        max_chars = state.config.payload_max_chars
+        # Every attribute known now goes into start_span: one pass, not a set_attribute each.
         attributes: dict[str, Any] = {"gen_ai.operation.name": self.operation,
                                       "gen_ai.request.model": self.model}
         if self.provider:
             attributes["gen_ai.provider.name"] = self.provider
             attributes["gen_ai.system"] = self.provider
-        self._begin(f"{self.operation} {self.model}", SpanKind.CLIENT, attributes)
         for key, value in (self.request_params or {}).items():
-            self._set(f"gen_ai.request.{key}", value)
+            if value is not None:
+                attributes[f"gen_ai.request.{key}"] = _attribute(value, max_chars)
+        capture = state.config.capture_payloads and self.prompt is not None
+        if capture:
+            attributes["gen_ai.prompt"] = _attribute(self.prompt, max_chars)
+        self._begin(f"{self.operation} {self.model}", SpanKind.CLIENT, attributes)
+        if self.run is None:
+            return  # no run to send events to
         payload: dict[str, Any] = {"model": self.model, "operation": self.operation,
                                    "span_id": self.correlation_id}
         if self.provider:
             payload["provider"] = self.provider
         if self.request_params:
-            payload["request_params"] = jsonable(self.request_params, self._max_chars)
-        if self._capture and self.prompt is not None:
-            self._set("gen_ai.prompt", self.prompt)
-            payload["prompt"] = jsonable(self.prompt, self._max_chars)
+            payload["request_params"] = jsonable(self.request_params, max_chars)
+        if capture:
+            payload["prompt"] = jsonable(self.prompt, max_chars)
         self._emit("llm_request", payload)
 
     def retry(self, attempt: int, reason: str = "") -> None:
@@ -183,22 +192,23 @@ class LLMCall(Call):
                         finish_reasons: list[str] | None = None) -> None:
         try:
             response = self._response
+            attributes: dict[str, Any] = {}
             if response_model:
                 response["model"] = response_model
-                self._set("gen_ai.response.model", response_model)
+                attributes["gen_ai.response.model"] = _attribute(response_model, 256)
             for key, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
                 if value is not None:
-                    response[key] = int(value)
-                    self.span.set_attribute(f"gen_ai.usage.{key}", int(value))
+                    response[key] = attributes[f"gen_ai.usage.{key}"] = int(value)
             if finish_reasons:
                 reasons = [str(r) for r in finish_reasons]
-                response["finish_reasons"] = reasons
-                self.span.set_attribute("gen_ai.response.finish_reasons", reasons)
+                response["finish_reasons"] = attributes["gen_ai.response.finish_reasons"] = \
+                    reasons
             if text is not None:
                 response["has_text"] = True
                 if self._capture:
-                    self._set("gen_ai.completion", text)
+                    attributes["gen_ai.completion"] = _attribute(text, self._max_chars)
                     response["text"] = jsonable(text, self._max_chars)
+            self.span.set_attributes(attributes)
         except Exception:
             logger.warning("tracefoundry_sdk: recording a response failed", exc_info=True)
 
@@ -236,13 +246,20 @@ class ToolCall(Call):
         self._has_result = False
 
     def _enter(self) -> None:
-        self._begin(f"execute_tool {self.name}", SpanKind.INTERNAL,
-                    {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": self.name})
+        state = self._state = runtime.state()
+        attributes: dict[str, Any] = {"gen_ai.operation.name": "execute_tool",
+                                      "gen_ai.tool.name": self.name}
+        capture = state.config.capture_payloads and self.args is not None
+        if capture:
+            attributes["gen_ai.tool.call.arguments"] = _attribute(
+                self.args, state.config.payload_max_chars)
+        self._begin(f"execute_tool {self.name}", SpanKind.INTERNAL, attributes)
         self.span.set_attribute("gen_ai.tool.call.id", self.correlation_id)
+        if self.run is None:
+            return
         payload: dict[str, Any] = {"tool": self.name, "span_id": self.correlation_id}
-        if self._capture and self.args is not None:
-            self._set("gen_ai.tool.call.arguments", self.args)
-            payload["args"] = jsonable(self.args, self._max_chars)
+        if capture:
+            payload["args"] = jsonable(self.args, state.config.payload_max_chars)
         self._emit("tool_call", payload)
 
     def record_result(self, result: Any) -> None:
