@@ -15,6 +15,7 @@ so a new ``service_name``/``environment`` applies to them at once.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -29,6 +30,7 @@ from tracefoundry_sdk.config import Config
 logger = logging.getLogger("tracefoundry_sdk")
 
 TRACER_NAME = "tracefoundry_sdk"
+DEFAULT_EXPORT_BATCH = 128
 
 
 class ExportSwitch(SpanProcessor):
@@ -126,7 +128,16 @@ def setup(config: Config, *, timeout_s: float = 5.0) -> trace.Tracer:
     if app is not None:
         _switch.replace(None, timeout_s=timeout_s)
         return app.get_tracer(TRACER_NAME)
-    _switch.replace(BatchSpanProcessor(_exporter(config)), timeout_s=timeout_s)
+    # Batches of at most 128 spans unless OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise: with
+    # prompts and completions of up to payload_max_chars each, OpenTelemetry's 512 could
+    # exceed the server's 20 MiB request cap, and the exporter drops a refused batch.
+    batch = None if os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") else DEFAULT_EXPORT_BATCH
+    exporter = _exporter(config)
+    try:
+        processor = BatchSpanProcessor(exporter, max_export_batch_size=batch)
+    except ValueError:  # OTEL_BSP_MAX_QUEUE_SIZE below our batch size: theirs decides
+        processor = BatchSpanProcessor(exporter)
+    _switch.replace(processor, timeout_s=timeout_s)
     provider = TracerProvider(resource=_resource(config), shutdown_on_exit=False)
     provider._tracefoundry_sdk = True  # type: ignore[attr-defined]
     provider.add_span_processor(_switch)
