@@ -292,3 +292,18 @@ def test_events_the_server_refuses_do_not_take_the_good_ones_with_them(sdk, capl
         ("note", "before"), ("note", "after"), ("log", "nan"), ("note", "? lone surrogate")]
     assert sdk.get(f"/api/v1/runs/{run.run_id}")["state"] == "succeeded"
     assert "refused" in caplog.text
+
+
+def test_shutdown_sends_what_is_queued_and_drops_what_comes_after(sdk):
+    sdk.configure(batch_interval_s=60)  # nothing leaves on its own during the test
+    with tf.trace_agent_run("agent.shutdown") as run:
+        run.note("queued before shutdown")
+        tf.shutdown(10)
+        run.note("after shutdown")  # dropped, silently for the agent
+    assert [e["payload"]["text"] for e in sdk.agent_events(run.run_id)] == \
+        ["queued before shutdown"]
+    assert sdk.get(f"/api/v1/runs/{run.run_id}")["state"] == "succeeded"
+    sdk.configure()  # on again
+    with tf.trace_agent_run("agent.shutdown") as again:
+        again.note("back")
+    assert [e["type"] for e in sdk.agent_events(again.run_id)] == ["note"]
