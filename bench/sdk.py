@@ -14,8 +14,8 @@ and two ways of recording them:
 
 - **raw OpenTelemetry** (the limit): ``tracer.start_as_current_span`` with the same attributes
   the SDK sets (GenAI names, prompt, completion, tool arguments and result, run id), from a
-  TracerProvider of its own with the same BatchSpanProcessor (batches of 128, as the SDK's)
-  and OTLP/HTTP exporter to the same server — no run, no run events;
+  TracerProvider of its own with the same BatchSpanProcessor and OTLP/HTTP exporter to the
+  same server — no run, no run events;
 - **the SDK**: ``tf.trace_agent_run`` around ``tf.llm_call``/``tf.tool_call`` blocks, which also
   create and finish the run and send its ``llm_request``/``llm_response``/``tool_call``/
   ``tool_result`` events in background batches.
@@ -69,7 +69,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from tracefoundry_sdk.tracing import DEFAULT_EXPORT_BATCH
 
 PG_DB = "tracefoundry_bench_sdk"
 WORDS = ("the", "agent", "reads", "repository", "plans", "a", "change", "runs", "tests", "and",
@@ -179,8 +178,7 @@ def bench_one(kind: str, tmp: Path, redis_url: str | None, args) -> Checks:
                 {"service.name": "bench-raw", "deployment.environment": "bench"}),
                 shutdown_on_exit=False)
             raw_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(
-                endpoint=f"{base}/otlp/v1/traces", headers={"Authorization": f"Bearer {key}"}),
-                max_export_batch_size=DEFAULT_EXPORT_BATCH))  # what the SDK's uses
+                endpoint=f"{base}/otlp/v1/traces", headers={"Authorization": f"Bearer {key}"})))
             raw_tracer = raw_provider.get_tracer("bench.raw")
             # Warm up both paths (imports, connections, the server's first requests).
             warm = _texts(rng, 50)

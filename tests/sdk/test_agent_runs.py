@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import secrets
 import urllib.request
 
@@ -307,3 +308,19 @@ def test_shutdown_sends_what_is_queued_and_drops_what_comes_after(sdk):
     with tf.trace_agent_run("agent.shutdown") as again:
         again.note("back")
     assert [e["type"] for e in sdk.agent_events(again.run_id)] == ["note"]
+
+
+def test_a_batch_of_long_prompts_over_the_request_cap_still_arrives(sdk):
+    """60 prompts of 400,000 characters end in one span batch of ~24 MB, over the server's
+    20 MiB OTLP cap: the SDK sends it as several requests."""
+    sdk.configure(payload_max_chars=500_000)
+    rng = random.Random(14)
+    with tf.trace_agent_run("agent.long_prompts") as run:
+        for i in range(60):
+            prompt = f"{i} " + "".join(rng.choices("abcdefghij ", k=400_000))
+            with tf.llm_call("gpt-4o", prompt=prompt) as call:
+                call.record_response(text="ok", input_tokens=100_000, output_tokens=1)
+    assert tf.flush(60)
+    trace = sdk.get(f"/api/v1/traces/{run.trace_id}")
+    assert trace["span_count"] == 61
+    assert trace["input_tokens"] == 6_000_000
