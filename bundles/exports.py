@@ -39,7 +39,7 @@ import platform
 import sys
 import tempfile
 import zipfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +52,7 @@ from django.db import connection
 from django.utils import timezone
 
 from bundles import format as fmt
+from bundles.streaming import Pipe
 from payloads.allowlist import keep_allowed
 from payloads.models import PayloadBlob, PayloadRef
 from payloads.redaction import Redactor, current_policy, get_redactor
@@ -78,7 +79,26 @@ RUN_FIELDS = (
     "output_ref", "error", "correlation_id", "trace_id", "imported_from", "steps_total",
     "steps_completed", "event_count", "error_count", "dropped_event_count", "latest_event_at",
 )
-_REDACTED_RUN_TEXT = ("name", "idempotency_key", "correlation_id", "claimed_by")
+# Under strict, every field of run.json and of an event is re-redacted except these, which are
+# ids, states, times and counts the server wrote itself (a field added later is redacted until
+# it is listed here: safe by default).
+RUN_STRUCTURAL = frozenset({
+    "id", "project", "kind", "state", "attempt", "max_attempts", "run_after", "claimed_at",
+    "heartbeat_at", "cancel_requested_at", "started_at", "finished_at", "created_at",
+    "updated_at", "output_ref", "trace_id", "imported_from", "steps_total", "steps_completed",
+    "event_count", "error_count", "dropped_event_count", "latest_event_at",
+})
+# The span columns an export writes; under strict all but SPAN_STRUCTURAL are re-redacted
+# (and attributes cut to the allowlist).
+SPAN_COLUMNS = ("span_id", "parent_span_id", "name", "kind", "start_time_unix_nano",
+                "end_time_unix_nano", "status_code", "status_message", "attributes", "events",
+                "links", "resource", "scope")
+SPAN_STRUCTURAL = frozenset({"span_id", "parent_span_id", "kind", "start_time_unix_nano",
+                             "end_time_unix_nano", "status_code"})
+EVENT_STRUCTURAL = frozenset({
+    "id", "event_id", "run_id", "seq", "type", "level", "source", "step_id", "created_at",
+    "payload_bytes", "truncated", "late",
+})
 _DUMPS = orjson.OPT_SORT_KEYS
 
 
@@ -107,10 +127,10 @@ def _visible(access: Access | None, project_id: int) -> bool:
 def trace_export(*, access: Access | None, trace_id: str, mode: str | None = None,
                  payloads: bool = True) -> PreparedBundle:
     """A bundle of the trace ``trace_id`` and, when it has one here, its run."""
-    mode = export_mode_for(access, mode)
     trace = Trace.objects.filter(trace_id=str(trace_id).lower()).select_related("project").first()
     if trace is None or not _visible(access, trace.project_id):
         raise NotFound(f"no trace {trace_id}")
+    mode = export_mode_for(access, mode)
     run = None
     if trace.run_id:
         run = Run.objects.filter(pk=trace.run_id, project_id=trace.project_id).first()
@@ -120,17 +140,17 @@ def trace_export(*, access: Access | None, trace_id: str, mode: str | None = Non
 def run_export(*, access: Access | None, run_id: str, mode: str | None = None,
                payloads: bool = True) -> PreparedBundle:
     """A bundle of the run ``run_id`` and, when it has one here, its trace."""
-    mode = export_mode_for(access, mode)
     run = Run.objects.filter(pk=run_id).select_related("project").first()
     if run is None or not _visible(access, run.project_id):
         raise NotFound(f"no run {run_id}")
+    mode = export_mode_for(access, mode)
     trace = None
     if run.trace_id:
         trace = Trace.objects.filter(trace_id=run.trace_id, project_id=run.project_id).first()
     if trace is None:  # a trace may name its run without the run naming it
         trace = Trace.objects.filter(run_id=run.id, project_id=run.project_id) \
             .order_by("start_time", "trace_id").first()
-    return bundle_prepare(trace=trace, run=run, mode=mode, payloads=payloads)
+    return bundle_prepare(trace=trace, run=run, mode=mode, payloads=payloads, named_by="run")
 
 
 # --- pass 1: the entries into a spool -------------------------------------------------------------
@@ -163,7 +183,7 @@ class PreparedBundle:
     def chunks(self) -> Iterator[bytes]:
         """The zip, a chunk of about ``CHUNK`` bytes at a time; closes the spool at the end
         (or when abandoned)."""
-        out = _Pipe()
+        out = Pipe()
         try:
             with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED,
                                  compresslevel=COMPRESS_LEVEL) as archive:
@@ -179,20 +199,6 @@ class PreparedBundle:
             yield out.take()
         finally:
             self.close()
-
-    async def achunks(self) -> AsyncIterator[bytes]:
-        """``chunks`` for an ASGI server: each chunk is made in a worker thread (the spool is
-        a file; deflating is CPU), so the event loop never blocks and nothing accumulates."""
-        from asgiref.sync import sync_to_async
-
-        iterator = self.chunks()
-        step = sync_to_async(_next_or_none, thread_sensitive=False)
-        try:
-            while (chunk := await step(iterator)) is not None:
-                if chunk:
-                    yield chunk
-        finally:
-            iterator.close()
 
     def write_to(self, fh: IO[bytes]) -> int:
         """Write the zip to ``fh``; returns the bytes written."""
@@ -214,31 +220,6 @@ class PreparedBundle:
                 raise OSError(f"the export spool ended inside {entry.name}")
             left -= len(chunk)
             yield chunk
-
-
-def _next_or_none(iterator: Iterator[bytes]) -> bytes | None:
-    return next(iterator, None)
-
-
-class _Pipe:
-    """The zip's output: an unseekable sink whose bytes are taken as they come."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        if data:
-            self._parts.append(bytes(data))
-            self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data, self._parts, self.size = b"".join(self._parts), [], 0
-        return data
 
 
 def _zip_info(name: str, size: int) -> zipfile.ZipInfo:
@@ -286,8 +267,9 @@ class _Spool:
 
 
 def bundle_prepare(*, trace: Trace | None, run: Run | None, mode: str,
-                   payloads: bool = True) -> PreparedBundle:
-    """Read a trace and/or a run into a spool and return the bundle, ready to stream."""
+                   payloads: bool = True, named_by: str = "trace") -> PreparedBundle:
+    """Read a trace and/or a run into a spool and return the bundle, ready to stream; its file
+    is named after the trace (or the run, with ``named_by="run"`` or without a trace)."""
     if trace is None and run is None:
         raise NotFound("nothing to export")
     project = (trace or run).project
@@ -320,7 +302,8 @@ def bundle_prepare(*, trace: Trace | None, run: Run | None, mode: str,
     ordered = [spool.entries[name] for name in fmt.ENTRY_ORDER if name in spool.entries]
     ordered += sorted((e for e in spool.entries.values()
                        if e.name.startswith(fmt.PAYLOADS_DIR)), key=lambda e: e.name)
-    ident = trace.trace_id if trace is not None else run.id
+    ident = run.id if run is not None and (named_by == "run" or trace is None) \
+        else trace.trace_id
     suffix = "-strict" if mode == STRICT else ""
     return PreparedBundle(
         filename=f"tracefoundry-{ident}{suffix}.zip", mode=mode,
@@ -334,15 +317,19 @@ def bundle_prepare(*, trace: Trace | None, run: Run | None, mode: str,
 
 def _spans_entry(spool: _Spool, trace: Trace, strict: Redactor | None) -> int:
     """Write ``spans.otlp.json``: one ResourceSpans per (resource, scope) the spans carry, in
-    the order they first appear; spans in (start, span id) order. Returns the span count."""
-    groups: dict[tuple[bytes, bytes], tuple[dict, dict, IO[bytes]]] = {}
-    count = 0
-    try:
-        spans = (Span.objects.filter(trace=trace).order_by("start_time_unix_nano", "span_id")
-                 .values_list("span_id", "parent_span_id", "name", "kind",
-                              "start_time_unix_nano", "end_time_unix_nano", "status_code",
-                              "status_message", "attributes", "events", "links", "resource",
-                              "scope"))
+    the order they first appear; spans in (start, span id) order. Returns the span count.
+
+    The spans are serialised once, one after the other, into a scratch spool (memory up to
+    ``SPOOL_MEMORY_BYTES``, then disk), remembering where each lies and which group it is
+    in; then each group's spans are copied out in order. Memory holds that index (a few
+    integers a span) and the distinct resources and scopes, whatever their number."""
+    groups: dict[tuple[bytes, bytes], int] = {}
+    heads: list[tuple[dict, dict]] = []
+    members: list[list[int]] = []  # per group, its spans' positions in ``where``
+    where: list[tuple[int, int]] = []  # (offset, size) of each span in the scratch spool
+    spans = (Span.objects.filter(trace=trace).order_by("start_time_unix_nano", "span_id")
+             .values_list(*SPAN_COLUMNS))
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as scratch:
         for row in spans.iterator(chunk_size=SPAN_CHUNK):
             resource, scope = row[11] or {}, row[12] or {}
             if strict is not None:
@@ -351,30 +338,28 @@ def _spans_entry(spool: _Spool, trace: Trace, strict: Redactor | None) -> int:
             key = (orjson.dumps(resource, option=_DUMPS), orjson.dumps(scope, option=_DUMPS))
             group = groups.get(key)
             if group is None:
-                group = groups[key] = (resource, scope, tempfile.SpooledTemporaryFile(  # noqa: SIM115
-                    max_size=SPOOL_MEMORY_BYTES))
-            sink = group[2]
-            if sink.tell():
-                sink.write(b",")
-            sink.write(orjson.dumps(_otlp_span(trace.trace_id, row, strict), option=_DUMPS))
-            count += 1
+                group = groups[key] = len(heads)
+                heads.append((resource, scope))
+                members.append([])
+            data = orjson.dumps(_otlp_span(trace.trace_id, row, strict), option=_DUMPS)
+            members[group].append(len(where))
+            where.append((scratch.tell(), len(data)))
+            scratch.write(data)
         spool.begin(fmt.SPANS, "application/json")
         spool.write(b'{"resourceSpans":[')
-        for i, (resource, scope, sink) in enumerate(groups.values()):
+        for group, (resource, scope) in enumerate(heads):
             head = {"resource": {"attributes": _key_values(resource)},
                     "scopeSpans": [{"scope": _otlp_scope(scope), "spans": ["@"]}]}
             before, after = orjson.dumps(head, option=_DUMPS).split(b'"@"')
-            spool.write((b"," if i else b"") + before)
-            sink.seek(0)
-            while chunk := sink.read(CHUNK):
-                spool.write(chunk)
+            spool.write((b"," if group else b"") + before)
+            for n, index in enumerate(members[group]):
+                offset, size = where[index]
+                scratch.seek(offset)
+                spool.write((b"," if n else b"") + scratch.read(size))
             spool.write(after)
         spool.write(b"]}")
         spool.end()
-    finally:
-        for _, _, sink in groups.values():
-            sink.close()
-    return count
+    return len(where)
 
 
 def _otlp_span(trace_id: str, row: tuple, strict: Redactor | None) -> dict:
@@ -442,11 +427,7 @@ def _key_values(attributes: dict) -> list[dict]:
 def _run_entries(spool: _Spool, run: Run, strict: Redactor | None) -> int:
     doc = {name: _run_field(run, name) for name in RUN_FIELDS}
     if strict is not None:
-        for name in _REDACTED_RUN_TEXT:
-            doc[name] = strict.text(doc[name])
-        doc["input"] = strict.value(doc["input"])
-        doc["output"] = strict.value(doc["output"])
-        doc["error"] = strict.value(doc["error"])
+        doc = _strict_fields(doc, strict, RUN_STRUCTURAL)
     spool.put(fmt.RUN, orjson.dumps(doc, option=_DUMPS), "application/json")
     spool.begin(fmt.RUN_EVENTS, "application/x-ndjson")
     count = 0
@@ -454,12 +435,16 @@ def _run_entries(spool: _Spool, run: Run, strict: Redactor | None) -> int:
     for event in events.iterator(chunk_size=SPAN_CHUNK):
         item = event_dict(event)
         if strict is not None:
-            item["payload"] = strict.value(item["payload"])
-            item["correlation_id"] = strict.text(item["correlation_id"])
+            item = _strict_fields(item, strict, EVENT_STRUCTURAL)
         spool.write(orjson.dumps(item, option=_DUMPS | orjson.OPT_APPEND_NEWLINE))
         count += 1
     spool.end()
     return count
+
+
+def _strict_fields(doc: dict, strict: Redactor, structural: frozenset[str]) -> dict:
+    return {name: value if name in structural else strict.value(value)
+            for name, value in doc.items()}
 
 
 def _run_field(run: Run, name: str) -> Any:

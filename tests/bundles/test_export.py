@@ -19,9 +19,16 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from bundles import format as fmt
+from bundles.exports import (
+    EVENT_STRUCTURAL,
+    RUN_FIELDS,
+    RUN_STRUCTURAL,
+    SPAN_COLUMNS,
+    SPAN_STRUCTURAL,
+)
 from payloads.models import PayloadBlob
 from runs import services
-from runs.models import Run
+from runs.models import RUN_EVENT_FIELDS, Run, RunEvent
 from tests.bundles.builders import upload
 from tests.conftest import client_for
 from tests.runs.factories import RunFactory
@@ -49,8 +56,20 @@ SPAN_PLACES = ("span_name", "status_message", "attribute", "allowlisted_attribut
                "allowlisted_resource_attribute", "scope_name", "scope_version",
                "scope_attribute")
 RUN_PLACES = ("run_name", "run_input", "run_output", "run_error", "idempotency_key",
-              "correlation_id", "event_payload", "step_name")
+              "correlation_id", "claimed_by", "event_payload", "event_correlation_id",
+              "causation_id", "step_name")
 PLACES = SPAN_PLACES + RUN_PLACES
+# Which place proves each field a strict export re-redacts (checked against the export's own
+# lists below, so a field added to an export is in this sweep or the test fails).
+RUN_FIELD_PLACES = {"name": "run_name", "input": "run_input", "output": "run_output",
+                    "error": "run_error", "idempotency_key": "idempotency_key",
+                    "correlation_id": "correlation_id", "claimed_by": "claimed_by"}
+EVENT_FIELD_PLACES = {"payload": "event_payload", "correlation_id": "event_correlation_id",
+                      "causation_id": "causation_id"}
+SPAN_COLUMN_PLACES = {"name": "span_name", "status_message": "status_message",
+                      "attributes": "attribute", "events": "event_attribute",
+                      "links": "link_attribute", "resource": "resource_attribute",
+                      "scope": "scope_attribute"}
 
 
 def _otlp(trace_id: str, run_id: str, m=_marker) -> bytes:
@@ -94,11 +113,13 @@ def _world(make_key, trace_id: str = TRACE, m=_marker) -> Run:
     services.event_append_batch(run_id=run.id, events=[
         {"type": "log", "step_id": step.id, "payload": {"text": m("event_payload")}},
         {"type": "llm_request", "step_id": step.id, "payload": {"text": LONG + "(event)"}},
+        {"type": "note", "payload": {"text": "n"}, "correlation_id": m("event_correlation_id"),
+         "causation_id": m("causation_id")},
     ])
     Run.objects.filter(pk=run.id).update(
         state="failed", name=m("run_name"), output={"partial": m("run_output")},
         error=f"tool failed for {m('run_error')}", idempotency_key=m("idempotency_key"),
-        correlation_id=m("correlation_id")[:64])
+        correlation_id=m("correlation_id")[:64], claimed_by=m("claimed_by"))
     _, key = make_key("ingest")
     resp = client_for(raw_key=key).generic("POST", "/otlp/v1/traces", _otlp(trace_id, run.id, m),
                                            content_type="application/json")
@@ -179,6 +200,39 @@ def test_spans_are_otlp_json_that_opentelemetry_proto_and_the_ingest_read(world,
 
 
 @pytest.mark.django_db
+def test_spans_of_several_services_group_by_resource_in_order_of_appearance(
+        project, make_key, engineer_client):
+    trace_id = "6f" * 16
+
+    def batch(service: str, span_ids: list[str], offset_ms: int) -> dict:
+        return {"resource": {"attributes": _kv({"service.name": service})},
+                "scopeSpans": [{"scope": {"name": f"{service}-lib"}, "spans": [
+                    {"traceId": trace_id, "spanId": sid, "name": f"{service} op {i}",
+                     "kind": 2, "startTimeUnixNano": str(NOW + (offset_ms + 10 * i) * MS),
+                     "endTimeUnixNano": str(NOW + (offset_ms + 10 * i + 5) * MS),
+                     "parentSpanId": "" if sid == "01" * 8 else "01" * 8}
+                    for i, sid in enumerate(span_ids)]}]}
+
+    doc = {"resourceSpans": [batch("billing", ["03" * 8, "05" * 8], 1),
+                             batch("gateway", ["01" * 8, "04" * 8], 0),
+                             batch("billing", ["02" * 8], 2)]}
+    _, key = make_key("ingest")
+    resp = client_for(raw_key=key).generic("POST", "/otlp/v1/traces", json.dumps(doc),
+                                           content_type="application/json")
+    assert resp.status_code == 200, resp.content
+    _, body = _get(engineer_client, f"/api/v1/traces/{trace_id}/export")
+    spans_doc = json.loads(_entries(body)[fmt.SPANS])
+    got = [([kv["value"]["stringValue"] for kv in rs["resource"]["attributes"]],
+            [ss["scope"]["name"] for ss in rs["scopeSpans"]],
+            [s["spanId"] for ss in rs["scopeSpans"] for s in ss["spans"]])
+           for rs in spans_doc["resourceSpans"]]
+    # The gateway's root starts first; each group keeps its spans in start order.
+    assert got == [(["gateway"], ["gateway-lib"], ["01" * 8, "04" * 8]),
+                   (["billing"], ["billing-lib"], ["03" * 8, "02" * 8, "05" * 8])]
+    json_format.Parse(_entries(body)[fmt.SPANS], ExportTraceServiceRequest())
+
+
+@pytest.mark.django_db
 def test_the_same_trace_exported_twice_differs_only_in_created_at(world, engineer_client):
     first = _entries(_get(engineer_client, f"/api/v1/traces/{TRACE}/export")[1])
     second = _entries(_get(engineer_client, f"/api/v1/traces/{TRACE}/export")[1])
@@ -205,6 +259,7 @@ def test_without_payloads_the_references_stay_and_the_blobs_go(world, engineer_c
 def test_a_run_exports_with_its_trace_and_a_run_without_one_alone(world, engineer_client):
     resp, body = _get(engineer_client, f"/api/v1/runs/{world.id}/export")
     assert resp.status_code == 200
+    assert resp["Content-Disposition"] == f'attachment; filename="tracefoundry-{world.id}.zip"'
     manifest = json.loads(_entries(body)[fmt.MANIFEST])
     assert (manifest["trace_id"], manifest["run_id"]) == (TRACE, world.id)
     lone = RunFactory(state="running", kind="report.build", input={"n": 1})
@@ -314,6 +369,19 @@ def both_modes(world, engineer_client) -> tuple[bytes, bytes]:
         return b"\n".join(data for name, data in entries.items() if name != fmt.MANIFEST)
 
     return content("full"), content("strict")
+
+
+def test_the_sweep_covers_every_field_a_strict_export_redacts():
+    assert set(RUN_FIELDS) - RUN_STRUCTURAL == set(RUN_FIELD_PLACES)
+    assert set(RUN_EVENT_FIELDS) - EVENT_STRUCTURAL == set(EVENT_FIELD_PLACES)
+    assert set(SPAN_COLUMNS) - SPAN_STRUCTURAL == set(SPAN_COLUMN_PLACES)
+    assert set(RUN_FIELD_PLACES.values()) | set(EVENT_FIELD_PLACES.values()) \
+        | set(SPAN_COLUMN_PLACES.values()) <= set(PLACES)
+    # What is left unredacted is what the server writes itself: no free text or JSON.
+    for model, names in ((Run, RUN_STRUCTURAL - {"project"}), (RunEvent, EVENT_STRUCTURAL)):
+        for name in names:
+            field = model._meta.get_field(name)
+            assert field.get_internal_type() not in ("TextField", "JSONField"), (model, name)
 
 
 @pytest.mark.django_db

@@ -7,28 +7,51 @@ of the import; remote: the upload); when stdout is not a terminal it prints one 
 stage instead, and nothing but the report with ``--json``. A dry replay prints its report
 alone (a bar only on a terminal).
 
+``tracefoundry export-trace TRACE_ID`` and ``tracefoundry export-run RUN_ID`` write a bundle:
+locally through ``bundles.exports`` as the server's operator (any mode), remotely by streaming
+``GET /api/v1/traces/{id}/export`` (``/runs/{id}/export``) to the file, where the API key's
+rights decide the mode. The zip goes to a temporary file next to the target, renamed when it is
+complete, so a failed export leaves nothing behind; ``-o -`` streams it to stdout. One line
+then says where it went, its size, its mode and what it holds (read from its manifest).
+
 Exit status: 0 on success (a dry replay without findings), 1 when the bundle is refused, the
-import fails, or the dry replay has findings.
+import fails, the dry replay has findings, or the export fails (no such trace or run, a mode
+the key may not have, a broken download).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
+import secrets
+import struct
 import sys
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 import orjson
 
 from tracefoundry.cli import render
-from tracefoundry.cli.errors import EXIT_ERROR, EXIT_OK, CliError
+from tracefoundry.cli.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CliError
 
 REMOTE_TIMEOUT_SECONDS = 600.0  # a large bundle takes a while to store
 BAR_WIDTH = 30
 _STAGES = {"validate": "validating", "payloads": "storing payloads", "run": "importing the run",
-           "spans": "ingesting spans", "upload": "uploading"}
+           "spans": "ingesting spans", "upload": "uploading", "prepare": "preparing the bundle",
+           "write": "writing", "download": "downloading"}
+_BYTES = frozenset({"upload", "write", "download"})  # counted in bytes, not items
+DOWNLOAD_CHUNK = 64 * 1024
+EXPORT_MODES = ("full", "strict")
+TRACE_ID_RE = re.compile(r"^[0-9a-fA-F]{32}$")  # what the API's export URLs accept
+RUN_ID_RE = re.compile(r"^run_[0-9A-Za-z]{1,36}$")
+MANIFEST = "manifest.json"  # bundles/format.py; not imported: remote mode runs without Django
+MANIFEST_MAX_BYTES = 64 * 1024 * 1024
+ZIP_DEFLATED = 8  # zipfile.ZIP_DEFLATED: the zip method number of deflate
 _ENDED = {"validate": "bundle validated", "payloads": "payloads stored", "run": "run imported",
           "spans": "spans ingested", "upload": "uploaded"}
 _COUNTED = frozenset({"payloads", "run", "spans", "upload"})
@@ -42,7 +65,25 @@ class BundleBackend(Protocol):
 
     def dry_replay(self, file: IO[bytes], *, progress: Progress) -> dict[str, Any]: ...
 
+    def export(self, what: str, ident: str, *, mode: str | None, payloads: bool,
+               progress: Progress) -> Export: ...
+
     def close(self) -> None: ...
+
+
+@dataclass
+class Export:
+    """A bundle on its way: where it comes from, the name it would have, its mode, and its bytes
+    (``chunks``, read once; ``close`` releases them, read or not). ``manifest`` is known
+    beforehand locally; remotely it is read from the zip's first entry as it streams."""
+
+    filename: str
+    mode: str | None
+    manifest: dict[str, Any] | None
+    chunks: Iterator[bytes]
+    close: Callable[[], None]
+    asked: str | None = None  # the mode asked for (None: the most the caller may have)
+    remote: bool = False
 
 
 def add_commands(groups: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -66,6 +107,32 @@ def add_commands(groups: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     dry.add_argument("file", metavar="FILE.zip", type=Path)
     dry.set_defaults(handler=cmd_dry_replay, open_backend=open_bundle_backend)
+    for what, ident, other in (("trace", "TRACE_ID", "run"), ("run", "RUN_ID", "trace")):
+        exp = groups.add_parser(
+            f"export-{what}", parents=[common], help=f"export a {what} (with its {other}) as a "
+            "bundle (zip)",
+            description=(
+                f"Write a bundle of the {what} {ident} and, when it has one, its {other}. "
+                "Locally you are the server's operator and get any mode; remotely the API "
+                "key's rights decide: without --strict or --full the server gives the most the "
+                "key may have (full for engineers' and admins' keys, else strict) and the "
+                "output says which. The zip is written to a temporary file next to FILE.zip "
+                "and renamed when complete."),
+        )
+        exp.add_argument("ident", metavar=ident)
+        exp.add_argument("-o", "--output", metavar="FILE.zip",
+                         help="where to write the zip; a directory, or `-` for stdout "
+                              "(default: the bundle's own name in the current directory)")
+        fidelity = exp.add_mutually_exclusive_group()
+        fidelity.add_argument("--strict", dest="mode", action="store_const", const="strict",
+                              help="re-redact with the strict policy; no payload contents")
+        fidelity.add_argument("--full", dest="mode", action="store_const", const="full",
+                              help="what the server stored, or an error when the key may not "
+                                   "have it (instead of a strict export)")
+        exp.add_argument("--no-payloads", dest="payloads", action="store_false",
+                         help="leave payload contents out of a full export (the references "
+                              "stay)")
+        exp.set_defaults(handler=cmd_export, open_backend=open_bundle_backend, what=what)
 
 
 # --- backends ----------------------------------------------------------------------------------
@@ -104,6 +171,20 @@ class LocalBundles:
             report = bundle_dry_replay(file=file)
             progress("done", 1, 1)
         return orjson.loads(orjson.dumps(report))
+
+    def export(self, what: str, ident: str, *, mode: str | None, payloads: bool,
+               progress: Progress) -> Export:
+        from bundles.exports import run_export, trace_export
+        from tracefoundry.cli.local import _ledger_errors
+
+        progress("prepare", 0, 0)
+        with _ledger_errors():  # the operator (access=None): every project, any mode
+            if what == "trace":
+                bundle = trace_export(access=None, trace_id=ident, mode=mode, payloads=payloads)
+            else:
+                bundle = run_export(access=None, run_id=ident, mode=mode, payloads=payloads)
+        return Export(filename=bundle.filename, mode=bundle.mode, manifest=bundle.manifest,
+                      chunks=bundle.chunks(), close=bundle.close, asked=mode)
 
     def close(self) -> None:
         pass
@@ -160,8 +241,60 @@ class RemoteBundles:
     def dry_replay(self, file: IO[bytes], *, progress: Progress) -> dict[str, Any]:
         return self._upload("/bundles/dry-replay", file, progress)
 
+    def export(self, what: str, ident: str, *, mode: str | None, payloads: bool,
+               progress: Progress) -> Export:
+        pattern = TRACE_ID_RE if what == "trace" else RUN_ID_RE
+        if not pattern.match(ident):  # no such URL: the local wording for what cannot exist
+            raise CliError(f"no {what} {ident}")
+        params = {"mode": mode} if mode else {}
+        if not payloads:
+            params["payloads"] = "0"
+        progress("prepare", 0, 0)  # the server reads it all before the first byte
+        try:
+            resp = self.remote._stream(
+                "GET", f"/{what}s/{ident}/export", params=params,
+                headers={"Accept": "application/zip, application/json"},
+                timeout=REMOTE_TIMEOUT_SECONDS,
+            )
+        except CliError as exc:
+            if mode == "full" and "full export" in exc.message:
+                exc.message += " (leave out --full for the most this key may have, or pass " \
+                               "--strict)"
+            raise
+        got = resp.headers.get("X-TraceFoundry-Export-Mode")
+        ident = ident.lower() if what == "trace" else ident  # run ids are case-sensitive
+        fallback = f"tracefoundry-{ident}{'-strict' if got == 'strict' else ''}.zip"
+        return Export(
+            filename=_attachment_name(resp.headers.get("Content-Disposition", "")) or fallback,
+            mode=got if got in EXPORT_MODES else None, manifest=None,
+            chunks=self._download(resp), close=resp.close, asked=mode, remote=True,
+        )
+
+    def _download(self, resp) -> Iterator[bytes]:
+        import httpx
+
+        try:
+            yield from resp.iter_bytes(DOWNLOAD_CHUNK)
+        except httpx.TransportError as exc:
+            raise CliError(f"the download from {self.remote.base_url} broke off: "
+                           f"{exc or type(exc).__name__}") from None
+        finally:
+            resp.close()
+
     def close(self) -> None:
         self.remote.close()
+
+
+def _attachment_name(header: str) -> str | None:
+    """The file name of ``Content-Disposition: attachment; filename="…"``, reduced to a plain
+    name (no directory, nothing hidden), or None."""
+    found = re.search(r'filename="?([^";]+)"?', header)
+    if not found:
+        return None
+    name = Path(found.group(1).replace("\\", "/")).name.strip()
+    if not re.fullmatch(r"[\w.+-]{1,200}", name) or name.startswith("."):
+        return None
+    return name
 
 
 # --- progress ------------------------------------------------------------------------------------
@@ -194,17 +327,20 @@ class ProgressBar:
                 self.out.write("\r" + " " * (BAR_WIDTH + 60) + "\r")
                 self.out.flush()
             return
-        share = min(done / total, 1.0) if total else 0.0
-        filled = int(BAR_WIDTH * share)
-        line = (f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {share:4.0%} "
-                f"{_STAGES.get(stage, stage)} {_counts(stage, done, total)}")
+        if total <= 0:  # no end known (a streamed zip): a counter instead of a bar
+            line = f"{_STAGES.get(stage, stage)} {_size(done) if done else ''}".rstrip()
+        else:
+            share = min(done / total, 1.0)
+            filled = int(BAR_WIDTH * share)
+            line = (f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {share:4.0%} "
+                    f"{_STAGES.get(stage, stage)} {_counts(stage, done, total)}")
         self.out.write("\r" + line.ljust(BAR_WIDTH + 60))
         self.out.flush()
         self.drawn = True
 
 
 def _counts(stage: str, done: int, total: int) -> str:
-    return f"{_size(done)}/{_size(total)}" if stage == "upload" else f"{done}/{total}"
+    return f"{_size(done)}/{_size(total)}" if stage in _BYTES else f"{done}/{total}"
 
 
 def _size(n: int) -> str:
@@ -239,6 +375,165 @@ def cmd_dry_replay(args: argparse.Namespace, backend: BundleBackend) -> int:
         report = backend.dry_replay(file, progress=progress)
     _emit(args, report, dry_replay_text(report, name=args.file.name))
     return EXIT_OK if report["ok"] else EXIT_ERROR
+
+
+def cmd_export(args: argparse.Namespace, backend: BundleBackend) -> int:
+    to_stdout = args.output == "-"
+    if to_stdout and sys.stdout.isatty():
+        raise CliError("refusing to write a zip to a terminal: redirect stdout or pass -o "
+                       "FILE.zip", exit_code=EXIT_USAGE)
+    report_out = sys.stderr if to_stdout else sys.stdout  # never mixed into the zip
+    progress = ProgressBar(report_out, enabled=not args.json and report_out.isatty())
+    try:
+        export = backend.export(args.what, args.ident, mode=args.mode, payloads=args.payloads,
+                                progress=progress)
+        target, size, manifest = _save(args.output, export, progress)
+    finally:
+        progress("done", 1, 1)  # wipe the bar, whether the report or an error follows
+    report = export_report(target, size, export, manifest)
+    if args.json:
+        render.write_json(report_out, report)
+    else:
+        report_out.write(export_text(report, export))
+    report_out.flush()
+    return EXIT_OK
+
+
+def _save(output: str | None, export: Export,
+          progress: Progress) -> tuple[str, int, dict[str, Any]]:
+    """Write the bundle where ``-o`` says; returns where, its size and its manifest."""
+    reader = ManifestReader() if export.manifest is None else None
+    stage = "download" if export.remote else "write"
+
+    def counted() -> Iterator[bytes]:
+        done = 0
+        try:
+            for chunk in export.chunks:
+                if reader is not None:
+                    reader.feed(chunk)
+                done += len(chunk)
+                progress(stage, done, 0)
+                yield chunk
+        except OSError as exc:  # reading the spool (a write error is the caller's)
+            raise CliError(f"the export failed: {exc}") from None
+        if reader is not None and reader.manifest is None:
+            raise CliError("the server's response ended before the bundle's manifest")
+
+    try:
+        if output == "-":
+            target, size = "-", _write_stdout(counted())
+        else:
+            path = _target(output, export.filename)
+            target, size = str(path), _write_atomically(path, counted())
+    finally:
+        export.close()
+    return target, size, export.manifest if reader is None else reader.manifest
+
+
+def _target(output: str | None, filename: str) -> Path:
+    """``-o``, or the bundle's own name in the current directory (or in ``-o DIR``)."""
+    if output is None:
+        return Path(filename)
+    path = Path(output)
+    return path / filename if path.is_dir() else path
+
+
+def _write_atomically(path: Path, chunks: Iterator[bytes]) -> int:
+    """Write ``chunks`` to a temporary file next to ``path`` and rename it to ``path`` once
+    complete; on any failure (or Ctrl-C) the temporary file is removed and ``path`` is left as
+    it was. Returns the bytes written."""
+    for _ in range(100):
+        part = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        try:
+            # 0o666 less the umask, as any new file; O_EXCL: never someone else's file.
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    else:
+        raise CliError(f"cannot write {path}: no free temporary name next to it")
+    try:
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+                    size += len(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(part, path)
+        except OSError as exc:  # the source's errors arrive as CliError (counted())
+            raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(part)
+        raise
+    return size
+
+
+def _write_stdout(chunks: Iterator[bytes]) -> int:
+    sink = getattr(sys.stdout, "buffer", None)
+    if sink is None:
+        raise CliError("stdout takes no bytes here: pass -o FILE.zip")
+    sys.stdout.flush()
+    size = 0
+    for chunk in chunks:
+        sink.write(chunk)
+        size += len(chunk)
+    sink.flush()
+    return size
+
+
+class ManifestReader:
+    """``manifest.json`` read from a bundle's first bytes as they stream past: the zip's first
+    entry (a local file header, then deflated data ending on its own), so what a remote export
+    holds is known without keeping or re-reading the zip (``-o -`` cannot be re-read)."""
+
+    NOT_A_BUNDLE = f"the server did not send a bundle (a zip starting with {MANIFEST})"
+
+    def __init__(self) -> None:
+        self.manifest: dict[str, Any] | None = None
+        self._head = b""
+        self._inflate: Any = None
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        if self.manifest is not None:
+            return
+        if self._inflate is None:
+            self._head += chunk
+            if len(self._head) < 30:
+                return
+            (signature, _, _, method, _, _, _, _, _, name_len,
+             extra_len) = struct.unpack("<4sHHHHHIIIHH", self._head[:30])
+            if signature != b"PK\x03\x04":
+                raise CliError(self.NOT_A_BUNDLE)
+            start = 30 + name_len + extra_len
+            if len(self._head) < start:
+                return
+            if self._head[30:30 + name_len] != MANIFEST.encode() or method != ZIP_DEFLATED:
+                raise CliError(self.NOT_A_BUNDLE)
+            self._inflate = zlib.decompressobj(-15)
+            chunk, self._head = self._head[start:], b""
+        try:
+            data = self._inflate.decompress(chunk, MANIFEST_MAX_BYTES + 1 - self._size)
+        except zlib.error:
+            raise CliError(self.NOT_A_BUNDLE) from None
+        self._size += len(data)
+        self._parts.append(data)
+        if self._size > MANIFEST_MAX_BYTES:
+            raise CliError(f"the bundle's {MANIFEST} is over {_size(MANIFEST_MAX_BYTES)}")
+        if self._inflate.eof:
+            try:
+                manifest = orjson.loads(b"".join(self._parts))
+            except orjson.JSONDecodeError:
+                manifest = None
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("counts"), dict):
+                raise CliError(f"the bundle's {MANIFEST} is not a bundle manifest")
+            self.manifest, self._parts = manifest, []
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -312,6 +607,29 @@ def dry_replay_text(r: dict[str, Any], *, name: str = "the bundle") -> str:
         out.append(f"\nRun {run['id'] or '-'} ({run['kind'] or '-'}, {run['state'] or '-'}): "
                    f"{run['events']} events, {run['errors']} errors\n  {kinds}\n")
     return "".join(out)
+
+
+def export_report(path: str, size: int, export: Export, manifest: dict[str, Any]) -> dict:
+    counts = manifest.get("counts") or {}
+    return {
+        "path": path, "bytes": size, "mode": export.mode or manifest.get("export_mode"),
+        "trace_id": manifest.get("trace_id"), "run_id": manifest.get("run_id"),
+        "counts": {k: counts.get(k, 0) for k in ("spans", "run_events", "payloads")},
+        "payloads_unavailable": manifest.get("payloads_unavailable") or [],
+    }
+
+
+def export_text(r: dict[str, Any], export: Export) -> str:
+    c = r["counts"]
+    mode = f"{r['mode']} export"
+    if export.remote and export.asked is None:
+        mode += " (the most this key may have)"
+    payloads = f"{c['payloads']} payload{'s' if c['payloads'] != 1 else ''}"
+    if r["payloads_unavailable"]:
+        payloads += f" ({len(r['payloads_unavailable'])} unavailable on the server)"
+    where = "stdout" if r["path"] == "-" else r["path"]
+    return (f"{where}: {r['bytes']} bytes, {mode}, {c['spans']} spans, {c['run_events']} run "
+            f"events, {payloads}\n")
 
 
 def _indent(text: str) -> str:

@@ -96,16 +96,17 @@ def positive_seconds(raw: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tracefoundry",
-        description=("TraceFoundry command line: enqueue, inspect, cancel and tail runs; import "
-                     "and dry-replay bundles."),
+        description=("TraceFoundry command line: enqueue, inspect, cancel and tail runs; export, "
+                     "import and dry-replay bundles."),
         epilog=(
             f"Local mode uses the server's database (DATABASE_URL, as manage.py). Remote mode "
             f"(--remote, or {API_URL_ENV} set) uses the HTTP API with {API_KEY_ENV}."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    groups = parser.add_subparsers(dest="group", metavar="{runs,import-bundle,dry-replay}",
-                                   required=True)
+    groups = parser.add_subparsers(
+        dest="group", metavar="{runs,import-bundle,dry-replay,export-trace,export-run}",
+        required=True)
     runs = groups.add_parser("runs", help="queue, inspect, cancel and follow runs")
     commands = runs.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

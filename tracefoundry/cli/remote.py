@@ -109,8 +109,21 @@ class RemoteBackend:
         return f"/runs/{run_id}"
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        return self._send(self.http.build_request(method, url, **kwargs), stream=False)
+
+    def _stream(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """A response whose body is not read yet (``iter_bytes``; the caller closes it). An
+        error status is read, closed and raised here, as ``_request`` does."""
+        return self._send(self.http.build_request(method, url, **kwargs), stream=True)
+
+    def _send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
         try:
-            resp = self.http.request(method, url, **kwargs)
+            resp = self.http.send(request, stream=stream)
+            if stream and resp.status_code >= 400:
+                try:
+                    resp.read()
+                finally:
+                    resp.close()
         except httpx.TimeoutException:
             raise CliError(f"cannot reach {self.base_url}: timed out") from None
         except httpx.TransportError as exc:
