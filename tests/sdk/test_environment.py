@@ -102,3 +102,33 @@ def test_an_application_tracer_provider_is_kept(sdk_server, tmp_path):
                             "invoke_agent agent.embedded"]
     assert out["span_run_id"] == out["run_id"]
     assert sdk_server.get(f"/api/v1/runs/{out['run_id']}")["state"] == "succeeded"
+
+
+def test_a_forked_child_sends_its_own_events(sdk_server, tmp_path):
+    """A pre-fork server (gunicorn, multiprocessing) forks after the SDK started its threads:
+    the child gets a sender of its own."""
+    code = textwrap.dedent("""
+        import json, os
+        import tracefoundry_sdk as tf
+
+        with tf.trace_agent_run("agent.parent") as run:
+            run.note("parent")
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            with tf.trace_agent_run("agent.child") as child:
+                for i in range(3):
+                    child.note(f"child {i}")
+            tf.flush(10)
+            os.write(write, child.run_id.encode())
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print(json.dumps({"parent": run.run_id, "child": os.read(read, 100).decode()}))
+    """)
+    out = _script(code, {"TRACEFOUNDRY_API_URL": sdk_server.url,
+                         "TRACEFOUNDRY_API_KEY": sdk_server.key}, tmp_path)
+    child = sdk_server.get(f"/api/v1/runs/{out['child']}")
+    assert child["state"] == "succeeded"
+    assert [e["payload"]["text"] for e in sdk_server.agent_events(out["child"])] == \
+        ["child 0", "child 1", "child 2"]
+    assert sdk_server.get(f"/api/v1/runs/{out['parent']}")["state"] == "succeeded"

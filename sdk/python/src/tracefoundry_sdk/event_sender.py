@@ -16,8 +16,10 @@ the bad events, where only those are dropped and the rest are sent again.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from typing import Any
 
@@ -41,9 +43,20 @@ class EventSender:
         self._thread: threading.Thread | None = None
         self._failing = False  # the last attempt failed: warn once per outage, not per retry
         self._attempts = 0  # failed attempts in a row (the backoff grows with them)
+        if hasattr(os, "register_at_fork"):
+            method = weakref.WeakMethod(self._after_fork)
+            os.register_at_fork(after_in_child=lambda: (method() or _nothing)())
         self.sent = 0
         self.dropped = 0  # the queue was full (oldest dropped) or the sender was closed
         self.rejected = 0  # the server refused them for good
+
+    def _after_fork(self) -> None:
+        """In a forked child the sending thread is gone and its lock may be held: start afresh.
+        The events queued before the fork are the parent's to send, not sent twice."""
+        self._cond = threading.Condition()
+        self._thread = None
+        self._queue.clear()
+        self._inflight = 0
 
     # --- the agent's side ------------------------------------------------------------------
 
@@ -183,6 +196,12 @@ class EventSender:
                     self._failing = True
                     self._attempts += 1
                     return backoff_s(self._attempts, exc.retry_after)
+            if exc.status == 413 and len(events) > 1:
+                # Over the server's request size: from now on, batches half this size.
+                with self._cond:
+                    self._batch_max = max(1, len(events) // 2)
+                    self._requeue(run_id, events)
+                return 0.0
             bad = _bad_indexes(exc, len(events))
             if bad and attempt == 1 and len(bad) < len(events):
                 logger.warning("tracefoundry_sdk: the server refused %d of %d run events of "
@@ -204,6 +223,10 @@ class EventSender:
                 logger.warning("tracefoundry_sdk: run events are being sent again")
             self._failing = False
         return None
+
+
+def _nothing() -> None:
+    pass
 
 
 def _bad_indexes(exc: ApiError, count: int) -> set[int]:
