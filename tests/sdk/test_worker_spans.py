@@ -7,8 +7,8 @@ thread: both on connections of their own, so the tests commit."""
 from __future__ import annotations
 
 import pytest
-
 import tracefoundry_sdk as tf  # tests/sdk/conftest.py puts this checkout's SDK first
+
 from runs import services
 from runs.jobs import JobContext, JobError, job
 from runs.worker import Worker, WorkerConfig
