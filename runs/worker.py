@@ -317,6 +317,12 @@ class Worker:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    @property
+    def busy(self) -> bool:
+        """Runs in hand (claimed, not reported yet): what may wait for this worker's idle
+        moments (storing its spans) waits."""
+        return self._count_in_hand() > 0
+
     # -- the loops
 
     def run(self) -> None:

@@ -11,8 +11,9 @@
   factory of ``ctx.agent`` (an SDK ``AgentRun`` attached to the run a job executes) and a flush
   of the spans when it stops.
 
-Spans reach the database from the BatchSpanProcessor's thread, a few seconds (or 512 spans)
-after they end, and when the worker stops: never on a job's path. A span's project is the one
+Spans reach the database from a thread of their own (``IdleSpanProcessor``) while the worker is
+idle, or once 2,048 wait or the oldest has waited 10 s, and when the worker stops: never on a
+job's path, and not in the middle of a burst of jobs. A span's project is the one
 of the run it names (``tracefoundry.run_id``, which spans inherit from their parent here), else
 the default project.
 """
@@ -24,6 +25,8 @@ import re
 import sys
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,7 @@ from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from rest_framework.exceptions import ValidationError
 
@@ -284,14 +287,106 @@ class RunIdInheritance(SpanProcessor):
             span.set_attribute(RUN_ID_ATTRIBUTE, run_id)
 
 
+class IdleSpanProcessor(SpanProcessor):
+    """Batches finished spans for an exporter, like OpenTelemetry's BatchSpanProcessor, but
+    stores them while the workers of this process are idle: storing a span (a trace, a span
+    row, the run link) costs about as much database work as a run's own bookkeeping, so a burst
+    of jobs is not slowed by the spans of its first jobs. A batch goes anyway once
+    ``max_batch`` spans wait or the oldest has waited ``max_delay_s``; beyond ``max_queue``
+    the oldest spans are dropped (and counted)."""
+
+    def __init__(self, exporter: SpanExporter, *, max_batch: int = 2048,
+                 max_queue: int = 20_000, max_delay_s: float = 10.0,
+                 tick_s: float = 0.25) -> None:
+        self.exporter = exporter
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.max_delay_s = max_delay_s
+        self.tick_s = tick_s
+        self.dropped = 0
+        self._queue: deque[ReadableSpan] = deque()
+        self._oldest = 0.0  # monotonic() when the oldest waiting span ended
+        self._lock = threading.Lock()
+        self._export_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._workers: weakref.WeakSet[Worker] = weakref.WeakSet()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, worker: Worker) -> None:
+        """Store spans while ``worker`` (too) is idle."""
+        with self._lock:
+            self._workers.add(worker)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self._stopped or not span.context.trace_flags.sampled:
+            return
+        with self._lock:
+            if not self._queue:
+                self._oldest = time.monotonic()
+            self._queue.append(span)
+            if len(self._queue) > self.max_queue:
+                self._queue.popleft()
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 10_000 == 0:
+                    log.warning("worker spans: the queue is full; %d spans dropped so far",
+                                self.dropped)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, daemon=True,
+                                                name="tracefoundry-worker-spans")
+                self._thread.start()
+            full = len(self._queue) >= self.max_batch
+        if full:
+            self._wake.set()
+
+    def _loop(self) -> None:
+        idle_ticks = 0
+        while not self._stopped:
+            woken = self._wake.wait(self.tick_s)
+            self._wake.clear()
+            with self._lock:
+                workers = list(self._workers)
+            busy = any(worker.busy for worker in workers)
+            idle_ticks = 0 if busy else idle_ticks + 1
+            with self._lock:
+                waiting = len(self._queue)
+                overdue = waiting and time.monotonic() - self._oldest >= self.max_delay_s
+            # Idle at two ticks in a row: not the instant between reporting and claiming.
+            if waiting and (woken or overdue or idle_ticks >= 2 or waiting >= self.max_batch):
+                self._export(everything=idle_ticks >= 2 or overdue)
+
+    def _export(self, *, everything: bool) -> None:
+        with self._export_lock:
+            while True:
+                with self._lock:
+                    if not self._queue or (not everything and len(self._queue) < self.max_batch):
+                        return
+                    batch = [self._queue.popleft()
+                             for _ in range(min(self.max_batch, len(self._queue)))]
+                    self._oldest = time.monotonic()
+                self.exporter.export(batch)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Store every waiting span now, in the caller's thread."""
+        self._export(everything=True)
+        return True
+
+    def shutdown(self) -> None:
+        self.force_flush()
+        self._stopped = True
+        self._wake.set()
+        self.exporter.shutdown()
+
+
 _provider: TracerProvider | None = None
+_processor: IdleSpanProcessor | None = None
 _provider_lock = threading.Lock()
 
 
 def tracer_provider() -> TracerProvider:
     """The process's TracerProvider of worker spans (made once; not the global provider, which
     stays the application's)."""
-    global _provider
+    global _provider, _processor
     with _provider_lock:
         if _provider is None:
             resource = Resource.create({})
@@ -300,7 +395,8 @@ def tracer_provider() -> TracerProvider:
             provider = TracerProvider(resource=resource, id_generator=RunTraceIds(),
                                       shutdown_on_exit=False)
             provider.add_span_processor(RunIdInheritance())
-            provider.add_span_processor(BatchSpanProcessor(DatabaseSpanExporter()))
+            _processor = IdleSpanProcessor(DatabaseSpanExporter())
+            provider.add_span_processor(_processor)
             _provider = provider
         return _provider
 
@@ -376,6 +472,8 @@ def worker_install(worker: Worker) -> None:
     provider: Any = otel_trace.NoOpTracerProvider()
     if worker.config.spans:
         provider = tracer_provider()
+        assert _processor is not None
+        _processor.watch(worker)
         worker.tracer_provider = provider
         worker.on_stop.append(provider.force_flush)
     sdk = _sdk()

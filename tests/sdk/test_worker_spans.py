@@ -6,12 +6,16 @@ thread: both on connections of their own, so the tests commit."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import tracefoundry_sdk as tf  # tests/sdk/conftest.py puts this checkout's SDK first
 
 from runs import services
 from runs.jobs import JobContext, JobError, job
+from runs.models import Run
 from runs.worker import Worker, WorkerConfig
+from tests.queue.conftest import wait_until
 from traces.models import Span, Trace
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -184,3 +188,19 @@ def test_spans_go_through_redaction(project, run_worker, engineer_client):
     events = get(engineer_client, f"/api/v1/runs/{run.id}/events?limit=1000")["events"]
     request = next(e for e in events if e["type"] == "llm_request")
     assert SECRET not in str(request["payload"])
+
+
+def test_the_worker_loop_stores_its_spans_once_idle(project):
+    """Without a flush: the loop's spans are stored when the worker has nothing in hand."""
+    worker = Worker(WorkerConfig(worker_id="w-loop", listen=False, spans=True, poll_seconds=0.05,
+                                 heartbeat_seconds=0.05, reaper_interval=3600))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        run = enqueue(project, "test.agent")
+        trace_id = wait_until(lambda: Run.objects.get(pk=run.pk).trace_id, what="the run's trace")
+        assert Trace.objects.get(trace_id=trace_id).root_span_name == "invoke_agent test.agent"
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert not thread.is_alive()
