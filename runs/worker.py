@@ -278,6 +278,7 @@ class Worker:
         # Orders the housekeeping's beat (which re-registers a forgotten worker) against the
         # unregistering at shutdown, so a stopped worker never registers again.
         self._registry_lock = threading.Lock()
+        self._drained = True  # the last claim got fewer runs than it asked for
         self._plug_in()
 
     def _plug_in(self) -> None:
@@ -319,9 +320,9 @@ class Worker:
 
     @property
     def busy(self) -> bool:
-        """Runs in hand (claimed, not reported yet): what may wait for this worker's idle
-        moments (storing its spans) waits."""
-        return self._count_in_hand() > 0
+        """Runs in hand, or the last claim found as many as it asked for (more are likely
+        queued): what may wait for this worker's idle moments (storing its spans) waits."""
+        return not self._drained or self._count_in_hand() > 0
 
     # -- the loops
 
@@ -391,6 +392,7 @@ class Worker:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(logfmt("run.claimed", worker=self.worker_id, run_id=run.id,
                                  kind=run.kind, attempt=run.attempt))
+        self._drained = len(runs) < free
         return contexts
 
     def _register(self) -> None:
