@@ -8,7 +8,10 @@ has installed.
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,25 @@ if str(SDK_SRC) not in sys.path:
     sys.path.insert(0, str(SDK_SRC))
 
 import tracefoundry_sdk as tf  # noqa: E402
+
+
+def run_async(coroutine):
+    """``asyncio.run`` in a thread of its own: in the whole suite, the browser tests' Playwright
+    keeps an event loop running in the main thread."""
+    result = {}
+
+    def target():
+        try:
+            result["value"] = asyncio.run(coroutine)
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 @dataclass
@@ -55,18 +77,19 @@ class Sdk:
 
 
 @pytest.fixture(scope="session")
-def sdk_server(live_stack) -> Sdk:
+def sdk_server(live_stack) -> Iterator[Sdk]:
     server = live_stack.server()
     key = live_stack.api_key("runs:read,runs:write,ingest")
     live_stack.create_user("sdk-engineer", "engineer")
     engineer_key = live_stack.manage(
         "apikey", "create", "--project", "default", "--scopes", "runs:read",
         "--user", "sdk-engineer").stdout.strip().splitlines()[-1].strip()
-    return Sdk(stack=live_stack, url=server.url, key=key, engineer_key=engineer_key)
+    yield Sdk(stack=live_stack, url=server.url, key=key, engineer_key=engineer_key)
+    tf.shutdown(5)  # while the server is still up: nothing left for the exit hook
 
 
 @pytest.fixture
-def sdk(sdk_server) -> Sdk:
+def sdk(sdk_server) -> Iterator[Sdk]:
     """The SDK configured for the live server; flushed after the test."""
     sdk_server.configure()
     yield sdk_server
