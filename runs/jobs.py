@@ -10,12 +10,25 @@ Any installed app registers jobs in its own ``jobs.py`` (``manage.py worker`` im
         print("pulling", ctx.input["source"])   # stored as a `log` event of the run
         return {"pulled": 3}              # stored as the run's output (a payload blob)
 
+Agent-like jobs get the Python SDK's helpers through the context (when ``tracefoundry_sdk`` is
+installed): ``ctx.llm_call(...)``, ``ctx.tool_call(...)``, ``ctx.note(...)`` and the rest of
+``ctx.agent`` (an SDK ``AgentRun`` attached to this run) record run events through the services
+and spans under the worker's span of the run::
+
+    @job("demo.triage")
+    def triage(ctx: JobContext):
+        with ctx.llm_call("gpt-4o-mini", provider="openai", prompt=ctx.input["text"]) as call:
+            call.record_response(text=answer, input_tokens=120, output_tokens=8)
+        with ctx.tool_call("lookup", args={"id": 7}) as tool:
+            tool.record_result({"found": True})
+
 A job returns its output (JSON-able, or None), or raises: ``JobError(retryable=False)`` fails the
 run for good, any other exception is retryable (re-queued with backoff until ``max_attempts``).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -90,6 +103,7 @@ class JobContext:
         heartbeat: Callable[[JobContext], None],
         heartbeat_seconds: float,
         stopping: threading.Event,
+        agent_factory: Callable[[JobContext], Any] | None = None,
     ) -> None:
         self.run = run
         self.run_id: str = run.id
@@ -105,6 +119,8 @@ class JobContext:
         self.cancel_requested = False
         self.lost = False
         self.released = False  # handed back to the queue by a stopping worker
+        self._agent_factory = agent_factory
+        self._agent: Any = None
 
     @property
     def shutting_down(self) -> bool:
@@ -153,6 +169,46 @@ class JobContext:
 
     def progress(self, completed: int, total: int, message: str = "") -> None:
         self.event("progress", {"completed": completed, "total": total, "message": message})
+
+    # -- the SDK's helpers (plugged in by the wiring layer: tracefoundry/sdk_bridge.py)
+
+    @property
+    def agent(self) -> Any:
+        """The SDK's ``AgentRun`` attached to this run: its helpers (``llm_call``,
+        ``tool_call``, ``note``, ``log``, ``patch_proposed``, ``test_result``…) append run
+        events through the services and make spans under the worker's span of the run. Made
+        on first use, in the job's thread (an async job touches it before starting its event
+        loop); the worker finishes it when the job returns."""
+        if self._agent is None:
+            if self._agent_factory is None:
+                raise RuntimeError("this worker has no SDK helpers (is tracefoundry_sdk "
+                                   "installed? pip install ./sdk/python)")
+            self._agent = self._agent_factory(self)
+        return self._agent
+
+    def llm_call(self, model: str, **options: Any) -> Any:
+        """``with ctx.llm_call("gpt-4o", provider="openai", prompt=messages) as call:``
+        (``tracefoundry_sdk.llm_call`` inside this run)."""
+        return self.agent.llm_call(model, **options)
+
+    def tool_call(self, name: str, **options: Any) -> Any:
+        """``with ctx.tool_call("read_file", args={...}) as tool:``
+        (``tracefoundry_sdk.tool_call`` inside this run)."""
+        return self.agent.tool_call(name, **options)
+
+    def note(self, text: str) -> None:
+        self.agent.note(text)
+
+    def agent_finish(self, error: BaseException | None) -> None:
+        """The worker, once the job returned (``error``: what it raised): end the SDK's span
+        and store the events still queued, before the run is reported. Never raises."""
+        agent, self._agent = self._agent, None
+        if agent is not None:
+            try:
+                agent.finish(error)
+            except Exception:
+                logging.getLogger("tracefoundry.worker").warning(
+                    "finishing the SDK helpers of run %s failed", self.run_id, exc_info=True)
 
 
 # --- built-in kinds ---------------------------------------------------------------------------

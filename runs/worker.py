@@ -15,6 +15,12 @@ The worker registers itself (runs/worker_registry.py) at start, beats there on t
 tick and unregisters on a clean exit, so a queued run can tell whether any online worker claims
 its kind.
 
+Each run executed gets a span (``job <kind>``, ``invoke_agent <kind>`` for agent kinds) through
+the OpenTelemetry API, from the TracerProvider the wiring layer plugs in at start
+(``worker_setup``: tracefoundry/sdk_bridge.py writes the spans straight into the database); the
+span is current while the job runs, so the spans of the SDK helpers a job uses (``ctx.agent``,
+``ctx.llm_call``…) are its children. ``TRACEFOUNDRY_WORKER_SPANS=0``: no span.
+
 SIGTERM (``stop()``): stop claiming, give the jobs in hand the shutdown grace period less a
 reserve, hand the unfinished ones back to the queue, return: all within the grace period. Log
 lines are ``key=value`` with the run id and
@@ -33,12 +39,15 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from opentelemetry import context as otel_context
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from runs import services
 from runs.jobs import JobCanceled, JobContext, JobError, JobLost, job_for, jobs_discover
@@ -63,6 +72,29 @@ REPORT_BATCH_WAIT = 0.02
 # the threads close their connections (at most a second): the whole shutdown, SIGTERM to exit,
 # fits in the grace period, so a container's stop timeout never has to SIGKILL a worker.
 SHUTDOWN_RESERVE = 1.0
+
+# A run's trace id (when it has one: given at enqueue, or an earlier attempt's), in the
+# OpenTelemetry context while the worker starts the run's span: the TracerProvider plugged in by
+# the wiring layer makes it the span's trace id, so every attempt lands in the run's trace.
+RUN_TRACE_ID_KEY = otel_context.create_key("tracefoundry.run_trace_id")
+_NO_PARENT = otel_context.Context()  # a run's span is the root of its trace
+
+# Called with each new Worker before it claims anything: how the wiring layer plugs in the
+# TracerProvider of the run spans, the job context's SDK helpers and what to do at stop
+# (tracefoundry/jobs.py registers tracefoundry/sdk_bridge.py's).
+_worker_setups: list[Callable[[Worker], None]] = []
+
+
+def worker_setup(func: Callable[[Worker], None]) -> Callable[[Worker], None]:
+    """Register ``func(worker)`` to run when a Worker is made (see ``_worker_setups``)."""
+    if func not in _worker_setups:
+        _worker_setups.append(func)
+    return func
+
+
+def is_agent_kind(kind: str) -> bool:
+    """``agent.session``, ``demo.agent``: a run of such a kind is an agent's run."""
+    return "agent" in kind.split(".")
 
 
 def default_worker_id() -> str:
@@ -102,6 +134,7 @@ class WorkerConfig:
     poll_seconds: float | None = None
     shutdown_grace: float | None = None
     listen: bool = True
+    spans: bool | None = None  # a span per run (default TRACEFOUNDRY_WORKER_SPANS)
 
     def __post_init__(self) -> None:
         s = settings
@@ -115,6 +148,8 @@ class WorkerConfig:
             self.poll_seconds = s.TRACEFOUNDRY_WORKER_POLL_MS / 1000
         if self.shutdown_grace is None:
             self.shutdown_grace = float(s.TRACEFOUNDRY_WORKER_SHUTDOWN_GRACE_SECONDS)
+        if self.spans is None:
+            self.spans = bool(s.TRACEFOUNDRY_WORKER_SPANS)
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
 
@@ -248,6 +283,32 @@ class Worker:
         # Orders the housekeeping's beat (which re-registers a forgotten worker) against the
         # unregistering at shutdown, so a stopped worker never registers again.
         self._registry_lock = threading.Lock()
+        self._drained = True  # the last claim got fewer runs than it asked for
+        self._plug_in()
+
+    def _plug_in(self) -> None:
+        """Let the wiring layer's ``worker_setup`` functions plug in what the worker uses but
+        may not import: the TracerProvider of its run spans (None: the global one), what makes
+        a job's ``ctx.agent``, and what to do when it stops (flush the spans)."""
+        self.tracer_provider: Any = None
+        self.agent_factory: Callable[[JobContext], Any] | None = None
+        self.on_stop: list[Callable[[], None]] = []
+        for setup in list(_worker_setups):
+            try:
+                setup(self)
+            except Exception:
+                log.exception(logfmt("worker.setup_failed", worker=self.worker_id,
+                                     setup=getattr(setup, "__qualname__", setup)))
+        self._tracer = (otel_trace.get_tracer("tracefoundry.worker",
+                                              tracer_provider=self.tracer_provider)
+                        if self.config.spans else None)
+
+    def _stopped(self) -> None:
+        for hook in self.on_stop:
+            try:
+                hook()
+            except Exception:
+                log.exception(logfmt("worker.stop_hook_failed", worker=self.worker_id))
 
     # -- control
 
@@ -262,6 +323,12 @@ class Worker:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    @property
+    def busy(self) -> bool:
+        """Runs in hand, or the last claim found as many as it asked for (more are likely
+        queued): what may wait for this worker's idle moments (storing its spans) waits."""
+        return not self._drained or self._count_in_hand() > 0
 
     # -- the loops
 
@@ -316,6 +383,7 @@ class Worker:
             return len(contexts)
         finally:
             _routers_remove()
+            self._stopped()
 
     def _claim(self, free: int) -> list[JobContext]:
         try:
@@ -334,6 +402,7 @@ class Worker:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(logfmt("run.claimed", worker=self.worker_id, run_id=run.id,
                                  kind=run.kind, attempt=run.attempt))
+        self._drained = len(runs) < free
         return contexts
 
     def _register(self) -> None:
@@ -354,7 +423,7 @@ class Worker:
     def _context(self, run: Run) -> JobContext:
         return JobContext(run=run, worker_id=self.worker_id, heartbeat=self._heartbeat_one,
                           heartbeat_seconds=self.config.heartbeat_seconds,
-                          stopping=self._stopping)
+                          stopping=self._stopping, agent_factory=self.agent_factory)
 
     def _set_room(self, room: bool) -> None:
         if room and not self._stopping.is_set():
@@ -397,22 +466,32 @@ class Worker:
             log.info(logfmt("run.started", worker=self.worker_id, run_id=ctx.run_id,
                             kind=ctx.kind, attempt=ctx.attempt,
                             wait_ms=getattr(ctx.run, "wait_ms", None)))
+        span = self._span_start(ctx) if self._tracer is not None else None
+        span_token = (otel_context.attach(otel_trace.set_span_in_context(span))
+                      if span is not None else None)
+        raised: BaseException | None = None
         _current.sink = sink
         try:
             if func is None:
                 raise JobError(f"no job is registered for kind {ctx.kind!r}", retryable=False)
             output = func(ctx)
-        except JobLost:
-            outcome = "lost"
-        except JobCanceled:
-            outcome = "canceled"
+        except JobLost as exc:
+            outcome, raised = "lost", exc
+        except JobCanceled as exc:
+            outcome, raised = "canceled", exc
         except JobError as exc:
             outcome, error, retryable = "failed", f"{type(exc).__name__}: {exc}", exc.retryable
+            raised = exc
         except Exception as exc:
-            outcome, retryable = "failed", True
+            outcome, retryable, raised = "failed", True, exc
             error = "".join(traceback.format_exception(exc))
         finally:
+            ctx.agent_finish(raised)  # its events are stored before the run is reported
             _current.sink = None
+            if span_token is not None:
+                otel_context.detach(span_token)
+        if span is not None:
+            self._span_end(span, outcome, raised)
         job_ms = (time.perf_counter() - started) * 1000
         try:
             sink.flush()
@@ -430,6 +509,47 @@ class Worker:
             raise
         self._forget(ctx)
         self._log_finished(ctx, final, started, job_ms)
+
+    def _span_start(self, ctx: JobContext) -> Any:
+        kind = ctx.kind
+        attributes: dict[str, Any] = {
+            "tracefoundry.run_id": ctx.run_id, "tracefoundry.run.kind": kind,
+            "tracefoundry.run.attempt": ctx.attempt, "tracefoundry.worker.id": self.worker_id,
+        }
+        if is_agent_kind(kind):
+            name = f"invoke_agent {kind}"
+            attributes["gen_ai.operation.name"] = "invoke_agent"
+            attributes["gen_ai.agent.name"] = kind
+        else:
+            name = f"job {kind}"
+        # From the row as claimed: a claim that deferred the column costs no query here.
+        trace_id = ctx.run.__dict__.get("trace_id")
+        token = (otel_context.attach(otel_context.set_value(RUN_TRACE_ID_KEY, trace_id))
+                 if trace_id else None)
+        try:
+            return self._tracer.start_span(name, context=_NO_PARENT, kind=SpanKind.CONSUMER,
+                                           attributes=attributes)
+        except Exception:
+            log.warning(logfmt("run.span_failed", worker=self.worker_id, run_id=ctx.run_id),
+                        exc_info=True)
+            return None
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+    def _span_end(self, span: Any, outcome: str, raised: BaseException | None) -> None:
+        try:
+            span.set_attribute("tracefoundry.run.outcome", outcome)
+            if outcome == "failed" and raised is not None:
+                span.record_exception(raised)
+                span.set_attribute("error.type", type(raised).__qualname__)
+                span.set_status(Status(StatusCode.ERROR,
+                                       f"{type(raised).__name__}: {raised}"[:1000]))
+            elif outcome == "succeeded":
+                span.set_status(Status(StatusCode.OK))
+            span.end()
+        except Exception:
+            log.warning(logfmt("run.span_failed", worker=self.worker_id), exc_info=True)
 
     def _forget(self, ctx: JobContext) -> None:
         with self._lock:
@@ -612,6 +732,7 @@ class Worker:
         log.info(logfmt("worker.stopped", worker=self.worker_id, executed=self.executed,
                         report_batches=self.report_batches, released=len(left),
                         shutdown_ms=(time.monotonic() - stop_at) * 1000))
+        self._stopped()
 
     def _release(self, ctx: JobContext) -> None:
         ctx.released = True

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from runs.jobs import JobContext, JobError, job, object_input
+from runs.worker import worker_setup
+from tracefoundry import sdk_bridge
 from tracefoundry.maintenance import retention_cleanup
+
+# Every worker gets its run spans' TracerProvider and the job context's SDK helpers from here.
+worker_setup(sdk_bridge.worker_install)
 
 
 @job("retention.cleanup")

@@ -213,6 +213,12 @@ def decode_protobuf(body: bytes) -> Decoded:
         request = ExportTraceServiceRequest.FromString(body)
     except (ProtobufDecodeError, ValueError) as exc:
         raise DecodeError(f"not an OTLP protobuf ExportTraceServiceRequest: {exc}") from None
+    return decode_message(request)
+
+
+def decode_message(request: ExportTraceServiceRequest) -> Decoded:
+    """An export request already parsed (or built in this process, e.g. by the OpenTelemetry
+    encoder: tracefoundry/sdk_bridge.py), checked like one that came over HTTP."""
     out = Decoded()
     for ri, rs in enumerate(request.resource_spans):
         try:

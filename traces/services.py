@@ -24,7 +24,7 @@ from payloads.models import PayloadRef
 from payloads.redaction import get_redactor
 from payloads.store import PayloadBatch
 from runs.models import Project
-from runs.services import run_link_trace
+from runs.services import runs_link_traces
 from tracefoundry.jsonio import dumps
 from traces.genai import GenAI, extract
 from traces.models import Span, TraceSource, TraceStatus
@@ -257,9 +257,8 @@ def _finish(batch: _Batch, ids: dict[tuple[int, str], int], created: dict[str, i
         now=batch.now,
     )
     trace_summaries_refresh(trace_pks=sorted({pk for pk, _ in batch.existing}), now=batch.now)
-    for run_id, trace_id in sorted({(i.run_id, i.record.trace_id) for _, i in spans
-                                    if i.run_id}):
-        run_link_trace(run_id=run_id, trace_id=trace_id, project_id=batch.project.pk)
+    runs_link_traces(links=[(i.run_id, i.record.trace_id) for _, i in spans if i.run_id],
+                     project_id=batch.project.pk)
 
 
 def _save_span_payload_refs(spans: list[tuple[int, _Prepared]], *, replaced: list[int],

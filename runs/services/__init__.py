@@ -51,6 +51,7 @@ from runs.services.runs import (
     run_start,
     run_succeed,
     run_succeed_batch,
+    runs_link_traces,
 )
 from runs.services.steps import (
     step_create,
@@ -90,6 +91,7 @@ __all__ = [
     "run_start",
     "run_succeed",
     "run_succeed_batch",
+    "runs_link_traces",
     "runs_reap",
     "runs_stalled",
     "step_create",

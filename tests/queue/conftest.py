@@ -51,6 +51,9 @@ def make_worker():
         options.setdefault("reaper_interval", 3600)
         options.setdefault("shutdown_grace", 5)
         options.setdefault("listen", False)
+        # Run spans are stored from a background thread (with its own connection): off here,
+        # where tests roll back their transactions; tests/sdk/test_worker_spans.py tests them.
+        options.setdefault("spans", False)
         return Worker(WorkerConfig(**options))
 
     return make

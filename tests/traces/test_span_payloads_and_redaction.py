@@ -65,6 +65,25 @@ def test_spans_link_to_their_run(ingest, project):
     assert Trace.objects.get(trace_id=T1).run_id == run.id
 
 
+def test_one_batch_links_many_runs_and_the_first_trace_wins(ingest, project):
+    """A batch naming many runs (a worker's spans, each run its own trace) links them all in one
+    statement, with the rules of one link at a time: a run named by two traces of the batch gets
+    the smaller trace id, a run already linked keeps its trace."""
+    runs = [RunFactory(state="running") for _ in range(3)]
+    linked = RunFactory(state="succeeded", trace_id="ee" * 16)
+    traces = ["a1" * 16, "a2" * 16, "a3" * 16]
+    spans = [json_span(t, f"{i + 1:016x}", attributes={"tracefoundry.run_id": run.id})
+             for i, (t, run) in enumerate(zip(traces, runs, strict=True))]
+    spans.append(json_span("a0" * 16, "00000000000000ff",
+                           attributes={"tracefoundry.run_id": runs[2].id}))
+    spans.append(json_span("a4" * 16, "00000000000000fe",
+                           attributes={"tracefoundry.run_id": linked.id}))
+    send(ingest, spans)
+    assert [Run.objects.get(pk=r.id).trace_id for r in runs] == [traces[0], traces[1], "a0" * 16]
+    assert Run.objects.get(pk=linked.id).trace_id == "ee" * 16
+    assert Trace.objects.get(trace_id=traces[1]).run_id == runs[1].id
+
+
 def test_a_run_of_another_project_is_not_linked(make_key, other_project, project):
     run = RunFactory(state="running")
     _, raw = make_key("ingest", project_obj=other_project)

@@ -54,7 +54,9 @@ def error_body(code: str, message: str, details=None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
-def _ledger_status(exc: ledger.DomainError) -> int:
+def domain_error_status(exc: ledger.DomainError) -> int:
+    """The HTTP status of a service's DomainError (the in-process SDK transport answers the
+    same)."""
     for cls, code in _LEDGER_STATUS.items():
         if isinstance(exc, cls):
             return code
@@ -72,7 +74,8 @@ def _flatten_message(detail) -> str:
 
 def exception_handler(exc, context):
     if isinstance(exc, ledger.DomainError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=_ledger_status(exc))
+        return Response(error_body(exc.code, exc.message, exc.details),
+                        status=domain_error_status(exc))
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -16,6 +16,8 @@ the bounded timeouts of ``configure``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from tracefoundry_sdk import runtime
 from tracefoundry_sdk.agent_run import AgentRun, AgentRunScope, current_run, trace_agent_run
 from tracefoundry_sdk.calls import (
@@ -66,6 +68,8 @@ def configure(
     request_timeout_s: float | None = None,
     create_timeout_s: float | None = None,
     flush_timeout_s: float | None = None,
+    transport: Any = None,
+    tracer_provider: Any = None,
 ) -> None:
     """Configure the SDK (optional: without it, the environment configures it on first use).
 
@@ -88,6 +92,14 @@ def configure(
     before finishing it, and finishing it).
 
     May be called again (the previous settings' queued events are flushed first).
+
+    Hooks for a host that runs agents in its own process (the TraceFoundry worker does), keyword
+    only: ``transport`` replaces the HTTP client of the run API — an object with the methods of
+    ``api_client.ApiClient``: ``request_once(method, path, body=None, *, timeout_s=None)`` and
+    ``request(method, path, body=None, *, deadline_s)``, answering the parsed JSON or raising
+    ``ApiError``; runs and events then go through it even without ``api_url``.
+    ``tracer_provider``: the SDK's spans go to this OpenTelemetry TracerProvider instead of one
+    of its own with the OTLP exporter.
     """
     runtime.configure(
         api_url=api_url, api_key=api_key, project=project, service_name=service_name,
@@ -96,7 +108,7 @@ def configure(
         otlp_headers=otlp_headers, batch_max_events=batch_max_events,
         batch_interval_s=batch_interval_s, queue_max_events=queue_max_events,
         request_timeout_s=request_timeout_s, create_timeout_s=create_timeout_s,
-        flush_timeout_s=flush_timeout_s,
+        flush_timeout_s=flush_timeout_s, transport=transport, tracer_provider=tracer_provider,
     )
 
 

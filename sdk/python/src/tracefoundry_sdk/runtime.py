@@ -45,13 +45,16 @@ def configure(**kwargs: Any) -> None:
             old = _state
             if old is not None and old.sender is not None:
                 old.sender.close(old.config.flush_timeout_s)
+            transport = kwargs.pop("transport", None)
+            tracer_provider = kwargs.pop("tracer_provider", None)
             config = config_module.load(**kwargs)
             tracer = tracing.setup(
-                config, timeout_s=old.config.flush_timeout_s if old is not None else 5.0)
+                config, timeout_s=old.config.flush_timeout_s if old is not None else 5.0,
+                provider=tracer_provider)
             client = sender = None
-            if config.api_url:
-                client = ApiClient(config.api_url, config.api_key,
-                                   timeout_s=config.request_timeout_s)
+            if transport is not None or config.api_url:
+                client = transport if transport is not None else ApiClient(
+                    config.api_url, config.api_key, timeout_s=config.request_timeout_s)
                 sender = EventSender(client, batch_max_events=config.batch_max_events,
                                      batch_interval_s=config.batch_interval_s,
                                      queue_max_events=config.queue_max_events)

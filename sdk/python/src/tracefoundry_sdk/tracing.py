@@ -133,6 +133,7 @@ class SizeCappedExporter(SpanExporter):
 
 _switch = ExportSwitch()
 _installed_global = False
+_given_provider: Any = None  # configure(tracer_provider=...)
 _global_lock = threading.Lock()
 
 
@@ -170,9 +171,14 @@ def application_provider() -> Any | None:
     return provider
 
 
-def setup(config: Config, *, timeout_s: float = 5.0) -> trace.Tracer:
-    """The tracer for the SDK's spans under ``config`` (see the module docstring)."""
-    global _installed_global
+def setup(config: Config, *, timeout_s: float = 5.0, provider: Any = None) -> trace.Tracer:
+    """The tracer for the SDK's spans under ``config`` (see the module docstring), or of
+    ``provider`` when the host gives one (``configure(tracer_provider=...)``)."""
+    global _installed_global, _given_provider
+    _given_provider = provider
+    if provider is not None:
+        _switch.replace(None, timeout_s=timeout_s)
+        return provider.get_tracer(TRACER_NAME)
     app = application_provider()
     if app is not None:
         _switch.replace(None, timeout_s=timeout_s)
@@ -195,6 +201,9 @@ def flush(timeout_s: float) -> bool:
         app = application_provider()
         if app is not None and hasattr(app, "force_flush"):
             ok = bool(app.force_flush(int(timeout_s * 1000))) and ok
+        given = _given_provider
+        if given is not None and given is not app and hasattr(given, "force_flush"):
+            ok = bool(given.force_flush(int(timeout_s * 1000))) and ok
         return ok
     except Exception:
         logger.warning("tracefoundry_sdk: flushing spans failed", exc_info=True)
