@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import secrets
 import urllib.request
 
@@ -292,3 +293,34 @@ def test_events_the_server_refuses_do_not_take_the_good_ones_with_them(sdk, capl
         ("note", "before"), ("note", "after"), ("log", "nan"), ("note", "? lone surrogate")]
     assert sdk.get(f"/api/v1/runs/{run.run_id}")["state"] == "succeeded"
     assert "refused" in caplog.text
+
+
+def test_shutdown_sends_what_is_queued_and_drops_what_comes_after(sdk):
+    sdk.configure(batch_interval_s=60)  # nothing leaves on its own during the test
+    with tf.trace_agent_run("agent.shutdown") as run:
+        run.note("queued before shutdown")
+        tf.shutdown(10)
+        run.note("after shutdown")  # dropped, silently for the agent
+    assert [e["payload"]["text"] for e in sdk.agent_events(run.run_id)] == \
+        ["queued before shutdown"]
+    assert sdk.get(f"/api/v1/runs/{run.run_id}")["state"] == "succeeded"
+    sdk.configure()  # on again
+    with tf.trace_agent_run("agent.shutdown") as again:
+        again.note("back")
+    assert [e["type"] for e in sdk.agent_events(again.run_id)] == ["note"]
+
+
+def test_a_batch_of_long_prompts_over_the_request_cap_still_arrives(sdk):
+    """60 prompts of 400,000 characters end in one span batch of ~24 MB, over the server's
+    20 MiB OTLP cap: the SDK sends it as several requests."""
+    sdk.configure(payload_max_chars=500_000)
+    rng = random.Random(14)
+    with tf.trace_agent_run("agent.long_prompts") as run:
+        for i in range(60):
+            prompt = f"{i} " + "".join(rng.choices("abcdefghij ", k=400_000))
+            with tf.llm_call("gpt-4o", prompt=prompt) as call:
+                call.record_response(text="ok", input_tokens=100_000, output_tokens=1)
+    assert tf.flush(60)
+    trace = sdk.get(f"/api/v1/traces/{run.trace_id}")
+    assert trace["span_count"] == 61
+    assert trace["input_tokens"] == 6_000_000

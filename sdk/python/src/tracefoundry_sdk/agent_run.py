@@ -272,7 +272,7 @@ class AgentRunScope:
         try:
             if run.run_id is None:
                 body: dict[str, Any] = {
-                    "kind": self.kind, "name": cap(self.name, 256),
+                    "kind": self.kind, "name": self.name[:256],  # the server's limit
                     "input": jsonable(self.input, state.config.payload_max_chars),
                 }
                 if run.trace_id and not self.idempotency_key:

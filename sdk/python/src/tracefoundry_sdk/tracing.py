@@ -15,22 +15,26 @@ so a new ``service_name``/``environment`` applies to them at once.
 from __future__ import annotations
 
 import logging
-import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from tracefoundry_sdk.config import Config
 
 logger = logging.getLogger("tracefoundry_sdk")
 
 TRACER_NAME = "tracefoundry_sdk"
-DEFAULT_EXPORT_BATCH = 128
+# Span batches are split below this estimated size: the server refuses OTLP requests over
+# 20 MiB, and the exporter drops a refused batch. 512 spans (OpenTelemetry's batch) with
+# prompts and completions of up to payload_max_chars each could exceed it.
+REQUEST_BYTES_BUDGET = 8 * 1024 * 1024
+SPAN_OVERHEAD_BYTES = 300  # ids, times, names, small attributes
 
 
 class ExportSwitch(SpanProcessor):
@@ -82,6 +86,51 @@ def _retire(processor: SpanProcessor, timeout_s: float) -> None:
     thread.join(timeout_s)
 
 
+def _estimated_bytes(span: ReadableSpan) -> int:
+    size = SPAN_OVERHEAD_BYTES
+    for value in (span.attributes or {}).values():
+        if isinstance(value, str):
+            size += len(value) if value.isascii() else 4 * len(value)
+        elif isinstance(value, (list, tuple)):
+            size += sum(len(v) if isinstance(v, str) else 8 for v in value)
+        else:
+            size += 8
+    for event in span.events:
+        size += 64 + sum(len(v) if isinstance(v, str) else 8
+                         for v in (event.attributes or {}).values())
+    return size
+
+
+class SizeCappedExporter(SpanExporter):
+    """Hands the OTLP exporter batches of at most REQUEST_BYTES_BUDGET (estimated), so a batch
+    of long prompts becomes several requests instead of one the server refuses."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self._inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        chunk: list[ReadableSpan] = []
+        size = 0
+        result = SpanExportResult.SUCCESS
+        for span in spans:
+            span_size = _estimated_bytes(span)
+            if chunk and size + span_size > REQUEST_BYTES_BUDGET:
+                if self._inner.export(chunk) != SpanExportResult.SUCCESS:
+                    result = SpanExportResult.FAILURE
+                chunk, size = [], 0
+            chunk.append(span)
+            size += span_size
+        if chunk and self._inner.export(chunk) != SpanExportResult.SUCCESS:
+            result = SpanExportResult.FAILURE
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
 _switch = ExportSwitch()
 _installed_global = False
 _global_lock = threading.Lock()
@@ -128,16 +177,8 @@ def setup(config: Config, *, timeout_s: float = 5.0) -> trace.Tracer:
     if app is not None:
         _switch.replace(None, timeout_s=timeout_s)
         return app.get_tracer(TRACER_NAME)
-    # Batches of at most 128 spans unless OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise: with
-    # prompts and completions of up to payload_max_chars each, OpenTelemetry's 512 could
-    # exceed the server's 20 MiB request cap, and the exporter drops a refused batch.
-    batch = None if os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") else DEFAULT_EXPORT_BATCH
-    exporter = _exporter(config)
-    try:
-        processor = BatchSpanProcessor(exporter, max_export_batch_size=batch)
-    except ValueError:  # OTEL_BSP_MAX_QUEUE_SIZE below our batch size: theirs decides
-        processor = BatchSpanProcessor(exporter)
-    _switch.replace(processor, timeout_s=timeout_s)
+    _switch.replace(BatchSpanProcessor(SizeCappedExporter(_exporter(config))),
+                    timeout_s=timeout_s)
     provider = TracerProvider(resource=_resource(config), shutdown_on_exit=False)
     provider._tracefoundry_sdk = True  # type: ignore[attr-defined]
     provider.add_span_processor(_switch)
