@@ -39,6 +39,8 @@ MODELS = [  # (request model, provider, response model): names the price table k
     ("claude-3-5-haiku", "anthropic", "claude-3-5-haiku-20241022"),
     ("gemini-2.5-flash", "gcp.gemini", "gemini-2.5-flash"),
 ]
+PRODUCT_LINES = ["espresso machines", "trail shoes", "standing desks", "e-bikes", "headphones",
+                 "air purifiers", "camping stoves", "mechanical keyboards", "smart thermostats"]
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
@@ -85,8 +87,9 @@ def make_task(kind: str, rng: random.Random, world: w.World) -> Task:
                     f"at the code in {path}.", {"topic": topic, "path": path})
     if kind == "sql":
         month = f"2026-{rng.randint(1, 11):02d}"
-        return Task(kind, f"Which region had the highest revenue in {month}, and by how much "
-                    "over the runner-up?", {"month": month})
+        line = rng.choice(PRODUCT_LINES)
+        return Task(kind, f"Which region sold the most {line} in {month}, and by how much "
+                    "over the runner-up?", {"month": month, "line": line})
     if kind == "report":
         team = rng.choice(["growth", "finance", "support", "platform", "partnerships"])
         week = rng.randint(1, 48)
@@ -171,12 +174,14 @@ def _sql_text(rng: random.Random, table: str, where: str, limit: int) -> str:
 
 def _sql(task: Task, obs: list[Observation], rng: random.Random) -> Completion:
     if not _done(obs, "sql_query"):
-        sql = _sql_text(rng, "analytics.orders", f"month = '{task.params['month']}'", 5)
+        sql = _sql_text(rng, "analytics.orders", f"month = '{task.params['month']}' AND "
+                        f"product_line = '{task.params['line']}'", 5)
         return _call(rng, "query the orders table by region.", "sql_query",
                      {"sql": sql, "limit": 5})
     rows = _done(obs, "sql_query")[0].result["rows"]
     (first, rev1, _), (second, rev2, _) = rows[0], rows[1]
-    return Completion(f"{first} led {task.params['month']} with ${rev1:,.2f}, "
+    return Completion(f"{first} led {task.params['line']} in {task.params['month']} with "
+                      f"${rev1:,.2f}, "
                       f"${rev1 - rev2:,.2f} ahead of {second} (${rev2:,.2f}).")
 
 
