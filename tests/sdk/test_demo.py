@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 from collections import Counter
@@ -210,6 +211,36 @@ def test_one_scenario_only(live_stack):
                        "timeout", "--json"))
     assert [(t["scenario"], t["outcome"]) for t in traces] == [("timeout", "failed")] * 2
     assert all(s["has_timeout"] for s in only.traces().values())
+
+
+def test_quiet_in_a_script_and_a_progress_line_on_a_terminal(live_stack):
+    quiet = Project(live_stack, "demo-quiet")
+    result = demo(quiet.url, quiet.key, "--count", "1", "--seed", "5")
+    assert (result.stdout, result.stderr) == ("", "")
+
+    main, terminal = pty.openpty()
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("OTEL_", "TRACEFOUNDRY_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tracefoundry_sdk.demo", "--count", "2", "--seed", "5"],
+        stdout=subprocess.PIPE, stderr=terminal,
+        env={**clean, "PYTHONPATH": str(SDK_SRC), "TRACEFOUNDRY_API_URL": quiet.url,
+             "TRACEFOUNDRY_API_KEY": quiet.key})
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main)
+    assert process.wait(timeout=120) == 0
+    text = shown.decode()
+    assert "2/2 slow_tool" in text
+    assert "2 demo traces (seed 5) sent to" in text and "1 already recorded (sent before)" in text
 
 
 def test_without_a_server_the_demo_says_so_and_fails(tmp_path):

@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     resent = sum(t.resent for t in traces)
     progress.finish(f"{len(traces)} demo traces (seed {args.seed}) sent to {config.api_url}: "
                     f"{len(traces) - failed} runs succeeded, {failed} failed as their "
-                    "scenarios say" + (f"; {resent} were already there (sent before)"
+                    "scenarios say" + (f"; {resent} already recorded (sent before)"
                                        if resent else ""))
     if args.json:
         print(json.dumps({"seed": args.seed, "count": args.count, "ok": not problems,
