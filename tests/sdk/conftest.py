@@ -8,7 +8,9 @@ has installed.
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,25 @@ if str(SDK_SRC) not in sys.path:
     sys.path.insert(0, str(SDK_SRC))
 
 import tracefoundry_sdk as tf  # noqa: E402
+
+
+def run_async(coroutine):
+    """``asyncio.run`` in a thread of its own: in the whole suite, the browser tests' Playwright
+    keeps an event loop running in the main thread."""
+    result = {}
+
+    def target():
+        try:
+            result["value"] = asyncio.run(coroutine)
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 @dataclass

@@ -13,6 +13,8 @@ import urllib.request
 import pytest
 import tracefoundry_sdk as tf
 
+from tests.sdk.conftest import run_async
+
 LONG_PROMPT = "Summarise this file:\n" + "".join(
     f"line {i}: {secrets.token_hex(8)}\n" for i in range(800))  # ~26 KB: over the 8 KB limit
 
@@ -171,7 +173,7 @@ def test_decorators_on_sync_and_async_functions(sdk):
         return "done"
 
     assert sync_agent(40) == {"answer": "ignored: the call recorded its own response", "sum": 42}
-    assert asyncio.run(async_agent()) == "done"
+    assert run_async(async_agent()) == "done"
     assert sync_agent.__name__ == "sync_agent"
     assert tf.flush(10)
 
@@ -213,7 +215,7 @@ def test_async_with_and_concurrent_runs_keep_their_own_events(sdk):
     async def main() -> list[str]:
         return await asyncio.gather(*(agent(i) for i in range(3)))
 
-    run_ids = asyncio.run(main())
+    run_ids = run_async(main())
     assert tf.flush(10)
     for i, run_id in enumerate(run_ids):
         events = sdk.agent_events(run_id)
