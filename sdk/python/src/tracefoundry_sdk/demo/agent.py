@@ -199,7 +199,10 @@ class DemoAgent:
         with tf.tool_call(tool, args=args) as call:
             slow = self.scenario == "slow_tool" and tool in ("sql_query", "search_docs")
             started = time.perf_counter()
-            self._pause(25, 60) if slow else self._pause(1, 3)
+            if slow:
+                self._pause(25, 60)
+            else:
+                self._pause(1, 3)
             if self.scenario == "retry_storm" and self.rng.random() < 0.5:
                 call.retry(1, reason="502 Bad Gateway from the tool server")
                 self._pause(1, 2)
