@@ -115,7 +115,7 @@ class DemoAgent:
         request, provider, _ = self.model
         run.note(f"task: {self.task.kind}; model {request} ({provider}), temperature "
                  f"{self.temperature}")
-        messages: list[dict] = [{"role": "system", "content": m.SYSTEM_PROMPT},
+        messages: list[dict] = [{"role": "system", "content": m.system_prompt(self.rng)},
                                 {"role": "user", "content": self.task.text}]
         observations: list[m.Observation] = []
         for step in range(MAX_STEPS):

@@ -44,6 +44,15 @@ PRODUCT_LINES = ["espresso machines", "trail shoes", "standing desks", "e-bikes"
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
+def system_prompt(rng: random.Random) -> str:
+    """The system prompt, with a few notes "remembered" from earlier sessions (1 to 5)."""
+    notes = [f"- {rng.choice(w.REPOS)}: {w.identifier(rng)} runs every {rng.randint(2, 90)} "
+             f"minutes; {rng.choice(sorted(w.TOPICS))} settings changed on 2026-"
+             f"{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}."
+             for _ in range(rng.randint(1, 5))]
+    return SYSTEM_PROMPT + "\n\nNotes from earlier sessions:\n" + "\n".join(notes)
+
+
 def count_tokens(text: str) -> int:
     """A tokenizer's count, roughly: words and punctuation marks."""
     return len(_TOKEN.findall(text))
@@ -99,8 +108,12 @@ def make_task(kind: str, rng: random.Random, world: w.World) -> Task:
     if kind == "incident":
         path = f"logs/incident-{rng.randint(1000, 9999)}.log"
         world.files[path] = rng.randint(120, 170)  # long: the prompt goes over the model's budget
-        return Task(kind, f"Summarise what went wrong in {path} and list the functions "
-                    "involved.", {"path": path})
+        service = f"{rng.choice(w.NOUNS)}-{rng.choice(['api', 'worker', 'gateway', 'cron'])}"
+        severity = rng.choice(["SEV1", "SEV2", "SEV3"])
+        return Task(kind, f"The {service} service paged at {rng.randint(0, 23):02d}:"
+                    f"{rng.randint(0, 59):02d} UTC (severity {severity})."
+                    f" Summarise what went wrong in {path} and list the functions involved.",
+                    {"path": path})
     if kind == "reconcile":
         customer = f"cus_{rng.getrandbits(40):010x}"
         quarter = f"2026-Q{rng.randint(1, 4)}"
