@@ -27,6 +27,7 @@ import tracefoundry_sdk as tf
 from tracefoundry_sdk import config as sdk_config
 from tracefoundry_sdk.demo.agent import RUN_KIND, SCENARIOS, DemoTrace, run_demo
 from tracefoundry_sdk.demo.ids import SeededIdGenerator
+from tracefoundry_sdk.tracing import SizeCappedExporter
 
 SERVICE_NAME = "tracefoundry-demo-agent"
 ENVIRONMENT = "demo"
@@ -73,7 +74,9 @@ def tracer_provider(config: sdk_config.Config) -> tuple[TracerProvider, Counting
         kwargs["endpoint"] = config.otlp_endpoint
     if config.otlp_headers:
         kwargs["headers"] = dict(config.otlp_headers)
-    exporter = CountingExporter(OTLPSpanExporter(**kwargs))
+    # The SDK's size cap: a batch of long prompts goes as several requests, not one the server
+    # refuses for its size.
+    exporter = CountingExporter(SizeCappedExporter(OTLPSpanExporter(**kwargs)))
     provider = TracerProvider(resource=Resource.create(attributes),
                               id_generator=SeededIdGenerator(), shutdown_on_exit=False)
     provider.add_span_processor(BatchSpanProcessor(exporter))
