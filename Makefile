@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml sdk/python/pyproject.toml
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-postgres fuzz lint fmt venv migrate bench schema export-trace demo-load clean
+.PHONY: run test test-ts test-postgres fuzz lint fmt venv migrate bench schema export-trace demo-load clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ run: $(STAMP)
 ## Run the test suite (SQLite unless DATABASE_URL says otherwise)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The TypeScript SDK's tests (node's test runner, against a live server it starts with .venv's Python)
+TS_SDK := sdk/typescript
+$(TS_SDK)/node_modules/.package-lock.json: $(TS_SDK)/package-lock.json
+	cd $(TS_SDK) && npm ci --no-audit --no-fund
+
+test-ts: $(STAMP) $(TS_SDK)/node_modules/.package-lock.json
+	cd $(TS_SDK) && TRACEFOUNDRY_PYTHON=$(abspath $(BIN)/python) npm test
 
 ## The suite against the local PostgreSQL and Redis (what CI runs second)
 test-postgres: $(STAMP)
@@ -88,4 +96,4 @@ demo-load: $(STAMP)
 		$(if $(SCENARIO),--scenario '$(SCENARIO)')
 
 clean:
-	rm -rf $(VENV) tracefoundry.sqlite3* staticfiles
+	rm -rf $(VENV) tracefoundry.sqlite3* staticfiles $(TS_SDK)/node_modules $(TS_SDK)/dist

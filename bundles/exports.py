@@ -39,7 +39,7 @@ import platform
 import sys
 import tempfile
 import zipfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +52,7 @@ from django.db import connection
 from django.utils import timezone
 
 from bundles import format as fmt
+from bundles.streaming import Pipe
 from payloads.allowlist import keep_allowed
 from payloads.models import PayloadBlob, PayloadRef
 from payloads.redaction import Redactor, current_policy, get_redactor
@@ -149,7 +150,7 @@ def run_export(*, access: Access | None, run_id: str, mode: str | None = None,
     if trace is None:  # a trace may name its run without the run naming it
         trace = Trace.objects.filter(run_id=run.id, project_id=run.project_id) \
             .order_by("start_time", "trace_id").first()
-    return bundle_prepare(trace=trace, run=run, mode=mode, payloads=payloads)
+    return bundle_prepare(trace=trace, run=run, mode=mode, payloads=payloads, named_by="run")
 
 
 # --- pass 1: the entries into a spool -------------------------------------------------------------
@@ -182,7 +183,7 @@ class PreparedBundle:
     def chunks(self) -> Iterator[bytes]:
         """The zip, a chunk of about ``CHUNK`` bytes at a time; closes the spool at the end
         (or when abandoned)."""
-        out = _Pipe()
+        out = Pipe()
         try:
             with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED,
                                  compresslevel=COMPRESS_LEVEL) as archive:
@@ -198,20 +199,6 @@ class PreparedBundle:
             yield out.take()
         finally:
             self.close()
-
-    async def achunks(self) -> AsyncIterator[bytes]:
-        """``chunks`` for an ASGI server: each chunk is made in a worker thread (the spool is
-        a file; deflating is CPU), so the event loop never blocks and nothing accumulates."""
-        from asgiref.sync import sync_to_async
-
-        iterator = self.chunks()
-        step = sync_to_async(_next_or_none, thread_sensitive=False)
-        try:
-            while (chunk := await step(iterator)) is not None:
-                if chunk:
-                    yield chunk
-        finally:
-            iterator.close()
 
     def write_to(self, fh: IO[bytes]) -> int:
         """Write the zip to ``fh``; returns the bytes written."""
@@ -233,31 +220,6 @@ class PreparedBundle:
                 raise OSError(f"the export spool ended inside {entry.name}")
             left -= len(chunk)
             yield chunk
-
-
-def _next_or_none(iterator: Iterator[bytes]) -> bytes | None:
-    return next(iterator, None)
-
-
-class _Pipe:
-    """The zip's output: an unseekable sink whose bytes are taken as they come."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        if data:
-            self._parts.append(bytes(data))
-            self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data, self._parts, self.size = b"".join(self._parts), [], 0
-        return data
 
 
 def _zip_info(name: str, size: int) -> zipfile.ZipInfo:
@@ -305,8 +267,9 @@ class _Spool:
 
 
 def bundle_prepare(*, trace: Trace | None, run: Run | None, mode: str,
-                   payloads: bool = True) -> PreparedBundle:
-    """Read a trace and/or a run into a spool and return the bundle, ready to stream."""
+                   payloads: bool = True, named_by: str = "trace") -> PreparedBundle:
+    """Read a trace and/or a run into a spool and return the bundle, ready to stream; its file
+    is named after the trace (or the run, with ``named_by="run"`` or without a trace)."""
     if trace is None and run is None:
         raise NotFound("nothing to export")
     project = (trace or run).project
@@ -339,7 +302,8 @@ def bundle_prepare(*, trace: Trace | None, run: Run | None, mode: str,
     ordered = [spool.entries[name] for name in fmt.ENTRY_ORDER if name in spool.entries]
     ordered += sorted((e for e in spool.entries.values()
                        if e.name.startswith(fmt.PAYLOADS_DIR)), key=lambda e: e.name)
-    ident = trace.trace_id if trace is not None else run.id
+    ident = run.id if run is not None and (named_by == "run" or trace is None) \
+        else trace.trace_id
     suffix = "-strict" if mode == STRICT else ""
     return PreparedBundle(
         filename=f"tracefoundry-{ident}{suffix}.zip", mode=mode,

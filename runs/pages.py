@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from runs import selectors, wire
 from runs.api.serializers import RunSerializer
 from runs.models import RunState
 from tracefoundry.errors import NotFound
-from tracefoundry.roles import Access, reader_required
+from tracefoundry.roles import Access, Cap, reader_required
 
 LIVE_TIMELINE_ROWS = 2000
 
@@ -32,8 +33,9 @@ def runs_list(request):
 @reader_required
 @ensure_csrf_cookie  # the cancel button posts to the API with the CSRF token from the cookie
 def run_detail(request, run_id: str):
+    access = Access(user=request.user)
     try:
-        run = selectors.run_get(run_id=run_id, access=Access(user=request.user))
+        run = selectors.run_get(run_id=run_id, access=access)
     except NotFound as exc:
         raise Http404(f"run {run_id} does not exist") from exc
     steps = [wire.step_dict(step) for step in selectors.step_list(run=run)]
@@ -41,6 +43,9 @@ def run_detail(request, run_id: str):
         "nav": "runs", "run": run, "run_id": run.id,
         "run_json": RunSerializer(run).data, "steps_json": steps,
         "timeline_rows": LIVE_TIMELINE_ROWS,
+        # The export API is the bundles app's (a layer above): named, not imported.
+        "export_url": reverse("run-export", kwargs={"run_id": run.id}),
+        "export_full": access.can(Cap.PAYLOADS),
     })
 
 

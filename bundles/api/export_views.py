@@ -3,14 +3,12 @@ streamed as a zip (``Content-Disposition: attachment``).
 
 Thin: check the query, call ``bundles.exports.trace_export``/``run_export`` (which decide the
 mode a caller may have, and read everything into a spool before the first byte is sent, so a
-missing trace or a refused mode is still a JSON 4xx), then stream the spool. Under an ASGI
-server the zip is streamed asynchronously, a chunk at a time; Django would otherwise collect a
-synchronous iterator whole before sending it.
+missing trace or a refused mode is still a JSON 4xx), then stream the spool. The response is
+``bundles.streaming.zip_response`` (asynchronous chunks under ASGI).
 """
 
 from __future__ import annotations
 
-from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -19,11 +17,10 @@ from rest_framework.views import APIView
 
 from bundles import format as fmt
 from bundles.exports import PreparedBundle, run_export, trace_export
+from bundles.streaming import ZIP, zip_response
 from tracefoundry.api.permissions import access_for, allows
 from tracefoundry.api.schema import common_errors, validated
 from tracefoundry.roles import Cap
-
-ZIP = "application/zip"
 
 
 class ExportQuerySerializer(serializers.Serializer):
@@ -67,13 +64,9 @@ class BundleExportView(APIView):
         return {"mode": query.get("mode"), "payloads": query["payloads"] == "1"}
 
 
-def streamed(request, bundle: PreparedBundle) -> StreamingHttpResponse:
-    content = bundle.achunks() if isinstance(request._request, ASGIRequest) else bundle.chunks()
-    response = StreamingHttpResponse(content, content_type=ZIP)
-    response["Content-Disposition"] = f'attachment; filename="{bundle.filename}"'
-    response["Cache-Control"] = "private, no-store"
-    response["X-TraceFoundry-Export-Mode"] = bundle.mode
-    return response
+def streamed(request, bundle: PreparedBundle):
+    return zip_response(request._request, bundle.chunks(), filename=bundle.filename,
+                        mode=bundle.mode, on_close=bundle.close)
 
 
 _ERRORS = {

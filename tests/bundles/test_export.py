@@ -259,6 +259,7 @@ def test_without_payloads_the_references_stay_and_the_blobs_go(world, engineer_c
 def test_a_run_exports_with_its_trace_and_a_run_without_one_alone(world, engineer_client):
     resp, body = _get(engineer_client, f"/api/v1/runs/{world.id}/export")
     assert resp.status_code == 200
+    assert resp["Content-Disposition"] == f'attachment; filename="tracefoundry-{world.id}.zip"'
     manifest = json.loads(_entries(body)[fmt.MANIFEST])
     assert (manifest["trace_id"], manifest["run_id"]) == (TRACE, world.id)
     lone = RunFactory(state="running", kind="report.build", input={"n": 1})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,18 +77,19 @@ class Sdk:
 
 
 @pytest.fixture(scope="session")
-def sdk_server(live_stack) -> Sdk:
+def sdk_server(live_stack) -> Iterator[Sdk]:
     server = live_stack.server()
     key = live_stack.api_key("runs:read,runs:write,ingest")
     live_stack.create_user("sdk-engineer", "engineer")
     engineer_key = live_stack.manage(
         "apikey", "create", "--project", "default", "--scopes", "runs:read",
         "--user", "sdk-engineer").stdout.strip().splitlines()[-1].strip()
-    return Sdk(stack=live_stack, url=server.url, key=key, engineer_key=engineer_key)
+    yield Sdk(stack=live_stack, url=server.url, key=key, engineer_key=engineer_key)
+    tf.shutdown(5)  # while the server is still up: nothing left for the exit hook
 
 
 @pytest.fixture
-def sdk(sdk_server) -> Sdk:
+def sdk(sdk_server) -> Iterator[Sdk]:
     """The SDK configured for the live server; flushed after the test."""
     sdk_server.configure()
     yield sdk_server

@@ -326,3 +326,24 @@ def test_a_batch_of_long_prompts_over_the_request_cap_still_arrives(sdk):
     trace = sdk.get(f"/api/v1/traces/{run.trace_id}")
     assert trace["span_count"] == 61
     assert trace["input_tokens"] == 6_000_000
+
+
+def test_a_timed_out_llm_call_the_agent_survives(sdk):
+    with tf.trace_agent_run("agent.timeouts") as run:
+        try:
+            with tf.llm_call("gpt-4o", prompt="slow question") as call:
+                call.timeout(2.5)
+                raise TimeoutError("no answer in 2.5 s")
+        except TimeoutError:
+            run.note("fell back to the cache")
+    assert tf.flush(10)
+    response = next(e for e in sdk.agent_events(run.run_id) if e["type"] == "llm_response")
+    assert response["level"] == "error"
+    assert (response["payload"]["timed_out"], response["payload"]["error"]["type"]) == \
+        (True, "TimeoutError")
+    assert sdk.get(f"/api/v1/runs/{run.run_id}")["state"] == "succeeded"
+    llm = next(s for s in sdk.spans(run.trace_id) if s["span_type"] == "llm")
+    assert (llm["is_timeout"], llm["status_code"]) == (True, "error")
+    assert [e["name"] for e in llm["events"]] == ["timeout", "exception"]
+    trace = sdk.get(f"/api/v1/traces/{run.trace_id}")
+    assert (trace["has_timeout"], trace["error_count"]) == (True, 1)

@@ -53,6 +53,14 @@ def _attribute(value: Any, max_chars: int) -> Any:
     return as_text(value, max_chars)
 
 
+def _captured(value: Any, max_chars: int) -> tuple[Any, Any]:
+    """A captured payload made safe once: (its span attribute value, its event value)."""
+    safe = jsonable(value, max_chars)
+    if isinstance(safe, str):
+        return safe, safe
+    return _attribute(safe, max_chars), safe
+
+
 class Call:
     """What an ``llm_call``/``tool_call`` block gets; the base of LLMCall and ToolCall."""
 
@@ -74,10 +82,6 @@ class Call:
     @property
     def _max_chars(self) -> int:
         return self._state.config.payload_max_chars if self._state is not None else 65536
-
-    def _set(self, key: str, value: Any) -> None:
-        if value is not None:
-            self.span.set_attribute(key, _attribute(value, self._max_chars))
 
     def _begin(self, span_name: str, kind: SpanKind, attributes: dict[str, Any]) -> None:
         state = self._state or runtime.state()
@@ -151,7 +155,7 @@ class LLMCall(Call):
                 attributes[f"gen_ai.request.{key}"] = _attribute(value, max_chars)
         capture = state.config.capture_payloads and self.prompt is not None
         if capture:
-            attributes["gen_ai.prompt"] = _attribute(self.prompt, max_chars)
+            attributes["gen_ai.prompt"], prompt = _captured(self.prompt, max_chars)
         self._begin(f"{self.operation} {self.model}", SpanKind.CLIENT, attributes)
         if self.run is None:
             return  # no run to send events to
@@ -162,7 +166,7 @@ class LLMCall(Call):
         if self.request_params:
             payload["request_params"] = jsonable(self.request_params, max_chars)
         if capture:
-            payload["prompt"] = jsonable(self.prompt, max_chars)
+            payload["prompt"] = prompt
         self._emit("llm_request", payload)
 
     def retry(self, attempt: int, reason: str = "") -> None:
@@ -206,8 +210,8 @@ class LLMCall(Call):
             if text is not None:
                 response["has_text"] = True
                 if self._capture:
-                    attributes["gen_ai.completion"] = _attribute(text, self._max_chars)
-                    response["text"] = jsonable(text, self._max_chars)
+                    attributes["gen_ai.completion"], response["text"] = _captured(
+                        text, self._max_chars)
             self.span.set_attributes(attributes)
         except Exception:
             logger.warning("tracefoundry_sdk: recording a response failed", exc_info=True)
@@ -257,7 +261,7 @@ class ToolCall(Call):
                                       "gen_ai.tool.name": self.name}
         capture = state.config.capture_payloads and self.args is not None
         if capture:
-            attributes["gen_ai.tool.call.arguments"] = _attribute(
+            attributes["gen_ai.tool.call.arguments"], args = _captured(
                 self.args, state.config.payload_max_chars)
         self._begin(f"execute_tool {self.name}", SpanKind.INTERNAL, attributes)
         self.span.set_attribute("gen_ai.tool.call.id", self.correlation_id)
@@ -265,15 +269,15 @@ class ToolCall(Call):
             return
         payload: dict[str, Any] = {"tool": self.name, "span_id": self.correlation_id}
         if capture:
-            payload["args"] = jsonable(self.args, state.config.payload_max_chars)
+            payload["args"] = args
         self._emit("tool_call", payload)
 
     def record_result(self, result: Any) -> None:
         try:
             self._has_result = True
             if self._capture:
-                self._result = result
-                self._set("gen_ai.tool.call.result", result)
+                attribute, self._result = _captured(result, self._max_chars)
+                self.span.set_attribute("gen_ai.tool.call.result", attribute)
         except Exception:
             logger.warning("tracefoundry_sdk: recording a tool result failed", exc_info=True)
 
@@ -286,7 +290,7 @@ class ToolCall(Call):
         payload: dict[str, Any] = {"tool": self.name, "span_id": self.correlation_id,
                                    "duration_ms": round(duration_ms, 3)}
         if self._capture and self._has_result:
-            payload["result"] = jsonable(self._result, self._max_chars)
+            payload["result"] = self._result
         if exc is not None:
             payload["error"] = {"type": type(exc).__qualname__,
                                 "message": cap(str(exc), 2000)}
