@@ -3,7 +3,8 @@
 One main thread claims (as many runs as it has free slots, in one statement) and hands runs to
 ``concurrency`` slot threads; a housekeeping thread heartbeats every run in hand (and tells jobs
 about cancel requests) and runs the reaper on a schedule; on PostgreSQL a listener thread wakes
-the main thread on ``NOTIFY``, otherwise it polls.
+the main thread on ``NOTIFY`` (one idle worker of the same kinds listens at a time, while it has a
+free slot: runs/wakeup.py), otherwise it polls.
 
 Succeeded jobs are reported in batches: a slot hands the run back to the main thread, which
 succeeds every run finished meanwhile at once (``services.run_succeed_batch``: one statement on
@@ -231,6 +232,10 @@ class Worker:
         self._stopping = threading.Event()
         self._done = threading.Event()
         self._wake = threading.Event()
+        # Set while the worker has a free slot and is not stopping: only then may it be the one
+        # worker of its kinds that listens for new runs (runs/wakeup.py).
+        self._room = threading.Event()
+        self._room.set()
         self._inbox: queue.Queue[JobContext | None] = queue.Queue()
         self._lock = threading.Lock()
         self._in_hand: dict[str, tuple[JobContext, _LogSink]] = {}
@@ -251,6 +256,7 @@ class Worker:
         if self._stop_at is None:
             self._stop_at = time.monotonic()  # the grace period counts from the signal
         self._stopping.set()
+        self._room.clear()
         self._wake.set()
 
     @property
@@ -271,7 +277,8 @@ class Worker:
             thread.start()
         self._threads = threads
         if cfg.listen and listener_supported():
-            QueueListener(self._on_notify, self._done).start()
+            QueueListener(self._on_notify, self._done, kinds=self.kinds,
+                          has_room=self._room).start()
         self._register()
         log.info(logfmt("worker.started", worker=self.worker_id, kinds=",".join(self.kinds),
                         concurrency=cfg.concurrency, db=connection.vendor,
@@ -285,8 +292,11 @@ class Worker:
                     self._report_finished()
                     free = cfg.concurrency - self._count_in_hand()
                     if free > 0:
-                        for ctx in self._claim(free):
+                        contexts = self._claim(free)
+                        for ctx in contexts:
                             self._inbox.put(ctx)
+                        free -= len(contexts)
+                    self._set_room(free > 0)
                 self._wake.wait(cfg.poll_seconds if wait is None else wait)
         finally:
             self._shutdown()
@@ -345,6 +355,12 @@ class Worker:
         return JobContext(run=run, worker_id=self.worker_id, heartbeat=self._heartbeat_one,
                           heartbeat_seconds=self.config.heartbeat_seconds,
                           stopping=self._stopping)
+
+    def _set_room(self, room: bool) -> None:
+        if room and not self._stopping.is_set():
+            self._room.set()
+        else:
+            self._room.clear()
 
     def _count_in_hand(self) -> int:
         with self._lock:

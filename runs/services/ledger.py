@@ -26,7 +26,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from payloads.redaction import get_redactor
@@ -42,6 +43,7 @@ from runs.projections import (
     reset_step,
 )
 from runs.selectors import project_slug
+from runs.wakeup import QUEUE_CHANNEL
 from tracefoundry.errors import (
     InvalidTransition,
     NotFound,
@@ -179,6 +181,46 @@ def lifecycle_changes(
     final = (f"SELECT {selected}, ev.event_pk, ev.new_event_id FROM changed c "
              "JOIN events ev ON ev.run_id = c.id")
     return list(Run.objects.raw(f"{sql} {final}", params))
+
+
+def insert_created(run: Run, event: RunEvent, *, wake_kind: str | None) -> None:
+    """PostgreSQL: insert a new ``run`` (its projection already applied) and its first
+    lifecycle ``event`` in one statement that also NOTIFYs the workers of ``wake_kind`` (at
+    commit, as ``workers_wake``); sets ``event.id`` and marks both as saved."""
+    run_sql, run_params = _insert_sql(run)
+    event_sql, event_params = _insert_sql(event)
+    params = [*run_params, *event_params]
+    notify = ""
+    if wake_kind is not None:
+        notify = ", pg_notify(%s, %s)"
+        params += [QUEUE_CHANNEL, wake_kind[:128]]
+    sql = (f"WITH new_run AS ({run_sql} RETURNING 1), new_event AS ({event_sql} RETURNING id) "
+           f"SELECT id{notify} FROM new_event")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        event.id = cursor.fetchone()[0]
+    for obj in (run, event):
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
+# Per model: the INSERT that Django compiles for one of its rows, and the fields it binds.
+_INSERTS: dict[type, tuple[str, list]] = {}
+
+
+def _insert_sql(obj: Run | RunEvent) -> tuple[str, list]:
+    """Django's own INSERT of ``obj`` (every concrete field but an auto id), not run. The
+    statement is compiled once per model; the values are prepared as the compiler does."""
+    model = type(obj)
+    if model not in _INSERTS:
+        meta = model._meta
+        fields = [f for f in meta.concrete_fields if f is not meta.auto_field]
+        query = InsertQuery(model)
+        query.insert_values(fields, [obj])
+        [(sql, _)] = query.get_compiler(connection=connection).as_sql()
+        _INSERTS[model] = (sql, fields)
+    sql, fields = _INSERTS[model]
+    return sql, [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
 
 
 def lifecycle_row(

@@ -23,13 +23,15 @@ from payloads.references import project_refers
 from payloads.store import PayloadBatch
 from runs import lifecycle as lc
 from runs import wire
-from runs.models import Project, Run, RunState
+from runs.models import Project, Run, RunEvent, RunState
 from runs.projection_sql import succeed_sql
+from runs.projections import apply_event
 from runs.services.ledger import (
     SNAPSHOT_COLUMNS,
     append_lifecycle,
     check_holder,
     check_transition,
+    insert_created,
     lifecycle_broadcast,
     lifecycle_changes,
     lifecycle_row,
@@ -111,25 +113,27 @@ def run_enqueue(
         if existing is not None:
             return _idempotent_match(existing, fingerprint)
     now = timezone.now()
+    created = {"kind": kind, "name": name, "max_attempts": max_attempts,
+               "run_after": wire.iso(run_after)}
+    due = run_after is None or run_after <= now
     try:
-        with transaction.atomic():
-            run = Run(
-                project=project, kind=kind, name=name, input=clean_input,
-                idempotency_key=idempotency_key or None, request_fingerprint=fingerprint,
-                max_attempts=max_attempts, run_after=run_after,
-                correlation_id=correlation_id or uuid.uuid4().hex, trace_id=trace_id,
-                created_at=now, updated_at=now,
-            )
-            run.save(force_insert=True)
-            event, _ = append_lifecycle(
-                run, lc.RUN_CREATED,
-                {"kind": kind, "name": name, "max_attempts": max_attempts,
-                 "run_after": wire.iso(run_after)},
-                steps={}, source=source,
-            )
-            save_projection(run, [], [event])
-            if run_after is None or run_after <= now:
-                workers_wake(kind=kind)
+        run = Run(
+            project=project, kind=kind, name=name, input=clean_input,
+            idempotency_key=idempotency_key or None, request_fingerprint=fingerprint,
+            max_attempts=max_attempts, run_after=run_after,
+            correlation_id=correlation_id or uuid.uuid4().hex, trace_id=trace_id,
+            created_at=now, updated_at=now,
+        )
+        if connection.vendor == "postgresql":
+            _enqueue_postgresql(run, created, source=source, wake=due)
+        else:
+            with transaction.atomic():
+                run.save(force_insert=True)
+                event, _ = append_lifecycle(run, lc.RUN_CREATED, created, steps={},
+                                            source=source)
+                save_projection(run, [], [event])
+                if due:
+                    workers_wake(kind=kind)
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -137,6 +141,27 @@ def run_enqueue(
         existing = Run.objects.get(project=project, idempotency_key=idempotency_key)
         return _idempotent_match(existing, fingerprint)
     return run, True
+
+
+def _enqueue_postgresql(run: Run, payload: dict, *, source: str, wake: bool) -> None:
+    """Store a new run already projected through its ``run.created`` event, the event, and
+    the workers' wake-up in one statement (``insert_created``): outside a transaction it is its
+    own, so the run is claimable one round trip after its event is timestamped."""
+    event = RunEvent(
+        run=run, seq=1, type=lc.RUN_CREATED, level="info", source=source,
+        created_at=run.created_at, correlation_id=run.correlation_id,
+        causation_id="",  # a new run has no earlier lifecycle event
+        payload=payload, payload_bytes=len(dumps(payload).encode("utf-8")),
+    )
+    apply_event(run, event, {})
+    wake_kind = run.kind if wake else None
+    if connection.in_atomic_block:
+        # A savepoint, so that a lost idempotency race leaves the caller's transaction usable.
+        with transaction.atomic():
+            insert_created(run, event, wake_kind=wake_kind)
+    else:
+        insert_created(run, event, wake_kind=wake_kind)
+    lifecycle_broadcast(run, [event])
 
 
 def refuse_credentials(value: str, field_name: str) -> str:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import signal
 
 import pytest
+from django.db import connection
 
 from runs import services
 from runs.models import Run, RunEvent, Worker
+from runs.wakeup import QUEUE_CHANNEL
 from tests.queue.conftest import wait_until
 
 pytestmark = [pytest.mark.postgres,
@@ -129,3 +131,41 @@ def test_bad_kinds_option_fails_start_up(worker_process):
     worker = worker_process("--kinds", "no.such.kind")
     assert worker.proc.wait(60) != 0
     assert "no.such.kind" in worker.log
+
+
+def listening_sessions() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                       " AND query = %s", [f"LISTEN {QUEUE_CHANNEL}"])
+        return cursor.fetchone()[0]
+
+
+def test_one_idle_worker_listens_and_a_full_one_hands_the_turn_over(project, worker_process):
+    """Two idle workers of the same kinds: one LISTENs, so a run wakes one worker, not both.
+    When the listening one has no free slot left, the other takes over: a run enqueued then
+    starts although neither worker polls (only a NOTIFY can wake them)."""
+    never = {"TRACEFOUNDRY_WORKER_POLL_MS": "3600000"}
+    workers = [worker_process("--worker-id", worker_id, "--kinds", "system.sleep,system.noop",
+                              **FAST, **never) for worker_id in ("w-first", "w-second")]
+    for worker in workers:
+        wait_until(lambda w=worker: "event=worker.started" in w.log, what="start-up")
+    wait_until(lambda: listening_sessions() == 1, what="one worker to listen")
+    warm_up, _ = services.run_enqueue(project=project, kind="system.noop", input={"n": 0})
+    wait_until(lambda: state_of(warm_up) == "succeeded", what="the listening worker")
+    assert listening_sessions() == 1
+
+    # Whoever takes it has no free slot left; the other one must be woken for the next run.
+    long_run, _ = services.run_enqueue(project=project, kind="system.sleep",
+                                       input={"seconds": 600}, max_attempts=1)
+    wait_until(lambda: state_of(long_run) == "running", what="a worker to take the long run")
+    quick, _ = services.run_enqueue(project=project, kind="system.noop", input={"n": 1})
+    wait_until(lambda: state_of(quick) == "succeeded", what="the free worker to run it")
+    holders = Run.objects.filter(pk__in=[long_run.pk, quick.pk]).values_list("claimed_by",
+                                                                             flat=True)
+    assert set(holders) == {"w-first", "w-second"}
+    assert listening_sessions() == 1
+
+    for worker in workers:
+        worker.proc.send_signal(signal.SIGTERM)
+    for worker in workers:
+        assert worker.proc.wait(60) == 0, worker.log

@@ -8,18 +8,24 @@ sends the work down the general path cannot make it pass.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
+from django.utils import timezone
 
 from runs import lifecycle as lc
 from runs import services
 from runs.models import Run, RunEvent, Step
 from runs.projections import RUN_PROJECTED_FIELDS, STEP_PROJECTED_FIELDS
+from tracefoundry.errors import IdempotencyConflict
 
 pytestmark = pytest.mark.django_db
 
-# What only each fast path's statement says (see runs/projection_sql.py).
+# What only each fast path's statement says (see runs/projection_sql.py and
+# runs.services.ledger.insert_created).
+ENQUEUE_SQL = "WITH new_run AS"
 CLAIM_SQL = "FOR UPDATE SKIP LOCKED"
 APPEND_SQL = "event_count = event_count +"
 SUCCEED_SQL = "SET state = 'succeeded'"
@@ -64,6 +70,38 @@ def enqueue(project, n: int, **extra) -> list[str]:
     return [services.run_enqueue(project=project, kind="parity.job", name=f"parity {i}",
                                  input={"i": i, "topic": f"case-{i}"}, **extra)[0].id
             for i in range(n)]
+
+
+def test_enqueue_statement_stores_the_run_as_its_run_created_event_projects_it(project):
+    later = timezone.now() + timedelta(hours=1)
+    with CaptureQueriesContext(connection) as queries:
+        due, _ = services.run_enqueue(project=project, kind="parity.job", name="due",
+                                      input={"topic": "case"}, max_attempts=2)
+        delayed, _ = services.run_enqueue(project=project, kind="parity.job", name="later",
+                                          run_after=later, idempotency_key="parity-key")
+    assert sum(ENQUEUE_SQL in q["sql"] for q in queries.captured_queries) == 2
+    # The same request again finds the run; another request with the key is refused.
+    again, created = services.run_enqueue(project=project, kind="parity.job", name="later",
+                                          run_after=later, idempotency_key="parity-key")
+    assert (again.id, created) == (delayed.id, False)
+    with pytest.raises(IdempotencyConflict):
+        services.run_enqueue(project=project, kind="parity.job", name="other",
+                             idempotency_key="parity-key")
+
+    ids = [due.id, delayed.id]
+    stored = Run.objects.get(pk=delayed.id)
+    assert (stored.state, stored.event_count, stored.run_after) == ("queued", 1, later)
+    event = RunEvent.objects.get(run_id=due.id)
+    assert event.type == lc.RUN_CREATED and event.seq == 1
+    assert event.payload == {"kind": "parity.job", "name": "due", "max_attempts": 2,
+                             "run_after": None}
+    assert_rebuild_changes_nothing(ids)
+    for run_id in ids:
+        assert_lifecycle_chained(run_id)
+    # What the statement returned is the stored event: a claim chains its event to it.
+    services.run_claim_next(worker_id="parity-w1", kinds=["parity.job"], limit=1)
+    started = RunEvent.objects.get(run_id=due.id, type=lc.RUN_STARTED)
+    assert started.causation_id == str(event.event_id)
 
 
 @override_settings(TRACEFOUNDRY_RETRY_BASE_SECONDS=0)
