@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml sdk/python/pyproject.toml
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-ts test-postgres fuzz lint fmt venv migrate bench schema export-trace clean
+.PHONY: run test test-ts test-postgres fuzz lint fmt venv migrate bench schema export-trace demo-load clean
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,25 @@ endif
 export-trace: $(STAMP)
 	$(BIN)/python -m tracefoundry.cli export-trace --local '$(TRACE)' \
 		$(if $(OUT),-o '$(OUT)') $(if $(filter-out 0 no false,$(STRICT)),--strict)
+
+## Send the demo agent's traces and runs to a running server (default http://127.0.0.1:8000):
+## make demo-load [COUNT=50] [SEED=7] [SCENARIO=name]. Without TRACEFOUNDRY_API_KEY, a key for
+## project default (runs:write,ingest) is made in the local database, the one `make run` serves.
+COUNT ?= 50
+SEED ?= 7
+demo-load: $(STAMP)
+	@key="$$TRACEFOUNDRY_API_KEY"; \
+	if [ -z "$$key" ]; then \
+		err=$$(mktemp); \
+		key=$$($(BIN)/python manage.py apikey create --project default \
+			--scopes runs:write,ingest --name demo-load 2>"$$err" | tail -n 1); \
+		if [ -z "$$key" ]; then cat "$$err" >&2; rm -f "$$err"; exit 1; fi; \
+		rm -f "$$err"; \
+	fi; \
+	TRACEFOUNDRY_API_URL="$${TRACEFOUNDRY_API_URL:-http://$(HOST):$(PORT)}" \
+	TRACEFOUNDRY_API_KEY="$$key" PYTHONPATH=sdk/python/src \
+	$(BIN)/python -m tracefoundry_sdk.demo --count '$(COUNT)' --seed '$(SEED)' \
+		$(if $(SCENARIO),--scenario '$(SCENARIO)')
 
 clean:
 	rm -rf $(VENV) tracefoundry.sqlite3* staticfiles $(TS_SDK)/node_modules $(TS_SDK)/dist

@@ -71,6 +71,9 @@ class AgentRun:
         self._state = state
         self._output: Any = _UNSET
         self._warned_no_run = False
+        # An idempotent repeat (same key) of a run that has finished: its events are not sent
+        # (the server would refuse them); its spans still are.
+        self.already_finished = False
         context = span.get_span_context()
         self.trace_id: str | None = (format(context.trace_id, "032x")
                                      if context.is_valid else None)
@@ -86,6 +89,8 @@ class AgentRun:
         """Emit a run event of any type (``^[a-z][a-z0-9_.]{0,63}$``, not ``run.*``/``step.*``)."""
         try:
             sender = self._state.sender
+            if self.already_finished:
+                return
             if not self.run_id or sender is None:
                 if not self._warned_no_run and sender is not None:
                     logger.warning("tracefoundry_sdk: run %s was not created; its events are "
@@ -300,6 +305,7 @@ class AgentRunScope:
                     logger.warning("tracefoundry_sdk: run %s is already %s; not driving it",
                                    run.run_id, run_state)
                     entered.owns_lifecycle = False
+                    run.already_finished = True
         except ApiError as exc:
             if self.run_id is None and run.run_id is None:
                 logger.warning("tracefoundry_sdk: could not create the %s run (%s); the agent "

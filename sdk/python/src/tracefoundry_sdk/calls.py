@@ -248,6 +248,12 @@ class ToolCall(Call):
         self.args = args
         self._result: Any = None
         self._has_result = False
+        self.retries = 0
+        self.timed_out = False
+
+    # A tool call's retries and timeouts are recorded as an LLM call's are.
+    retry = LLMCall.retry
+    timeout = LLMCall.timeout
 
     def _enter(self) -> None:
         state = self._state = runtime.state()
